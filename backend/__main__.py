@@ -1,0 +1,169 @@
+"""Command line: ``python -m backend <command>``.
+
+    python -m backend info                      what the workspace holds
+    python -m backend demo build [--tiny]       build the synthetic world (resumable)
+    python -m backend demo export-nsd DIR       write the world in the NSD release layout
+    python -m backend demo export-algonauts DIR write the world in the Algonauts 2023 layout
+    python -m backend import nsd DIR --subject subj01 [--sessions 1-40]
+    python -m backend import algonauts DIR --subject subj01
+    python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
+
+``--workspace PATH`` (or $VOXELSCOPE_WORKSPACE) selects the workspace folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .workspace import Workspace
+
+
+def _sessions(text: str | None):
+    if not text:
+        return None
+    out = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def cmd_info(ws: Workspace, args) -> int:
+    from .info import workspace_info
+
+    info = workspace_info(ws)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"workspace: {info['path']}")
+    if not info["exists"]:
+        print("  (empty: run `python -m backend demo build` or `python -m backend import nsd ...`)")
+        return 1
+    print(f"dataset:   {info['dataset']} ({info['space']})")
+    print(f"images:    {info['n_images']:,} ({info['n_captions']:,} captions)")
+    for s in info["subjects"]:
+        print(f"{s['subject']}:    {s['n_voxels']:,} voxels, {s['n_images']:,} images seen "
+              f"({s['n_train']:,} train / {s['n_test']:,} test), {s['n_sessions']} sessions, "
+              f"median noise ceiling {s['median_nc']:.1f}%")
+        rois = ", ".join(f"{r} {n}" for r, n in s["voxels_per_roi"].items())
+        print(f"           voxels per ROI: {rois}")
+    print(f"runs:      {info['n_runs']} recorded")
+    return 0
+
+
+def cmd_demo_build(ws: Workspace, args) -> int:
+    from .progress import TerminalProgress
+    from .world import WorldConfig, build_demo_world, tiny_config
+
+    if args.if_missing and ws.exists:
+        print(f"demo world already in {ws.path}")
+        return 0
+    cfg = tiny_config(args.seed) if args.tiny else WorldConfig(seed=args.seed)
+    bar = TerminalProgress()
+    try:
+        summary = build_demo_world(ws, cfg, progress=bar, workers=args.workers)
+    finally:
+        bar.close()
+    print(f"built the demo world in {summary['seconds']} s: {summary['images']:,} images, voxels {summary['voxels']}"
+          f" -> {ws.path}")
+    return 0
+
+
+def cmd_export(ws: Workspace, args, layout: str) -> int:
+    from .progress import TerminalProgress
+    from . import nsd
+
+    bar = TerminalProgress()
+    try:
+        if layout == "nsd":
+            nsd.export_demo_nsd(ws, Path(args.out), progress=bar, sessions=_sessions(args.sessions))
+        else:
+            from . import algonauts
+            algonauts.export_demo_algonauts(ws, Path(args.out))
+    finally:
+        bar.close()
+    print(f"wrote {layout} layout to {args.out}")
+    return 0
+
+
+def cmd_import(ws: Workspace, args) -> int:
+    from .progress import TerminalProgress
+
+    bar = TerminalProgress()
+    try:
+        if args.layout == "nsd":
+            from . import nsd
+            rep = nsd.import_nsd(ws, Path(args.root), args.subject, sessions=_sessions(args.sessions),
+                                 progress=bar, coco_captions=args.coco_captions)
+        else:
+            from . import algonauts
+            rep = algonauts.import_algonauts(ws, Path(args.root), args.subject, progress=bar)
+    finally:
+        bar.close()
+    print(rep.text() if hasattr(rep, "text") else rep)
+    return 0
+
+
+def cmd_figure(ws: Workspace, args) -> int:
+    from .figures import render_roi_map
+
+    path = render_roi_map(ws, args.subject, Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m backend", description="VoxelScope backend")
+    p.add_argument("--workspace", help="workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pi = sub.add_parser("info", help="what the workspace holds")
+    pi.add_argument("--json", action="store_true")
+    pd_ = sub.add_parser("demo", help="the synthetic demo world")
+    dsub = pd_.add_subparsers(dest="demo_cmd", required=True)
+    b = dsub.add_parser("build", help="build the demo world (resumes an interrupted build)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--tiny", action="store_true", help="a small world (for tests and quick looks)")
+    b.add_argument("--workers", type=int, default=None)
+    b.add_argument("--if-missing", action="store_true", help="do nothing when the workspace already has a world")
+    e = dsub.add_parser("export-nsd", help="write the world in the NSD release layout")
+    e.add_argument("out")
+    e.add_argument("--sessions", help="e.g. 1-3 (default: all)")
+    a = dsub.add_parser("export-algonauts", help="write the world in the Algonauts 2023 layout")
+    a.add_argument("out")
+    pim = sub.add_parser("import", help="import a dataset from disk")
+    pim.add_argument("layout", choices=["nsd", "algonauts"])
+    pim.add_argument("root", help="NSD root (holding nsddata/, nsddata_betas/, nsddata_stimuli/) or Algonauts root")
+    pim.add_argument("--subject", required=True, help="e.g. subj01")
+    pim.add_argument("--sessions", help="NSD sessions to read, e.g. 1-10 (default: all present)")
+    pim.add_argument("--coco-captions", nargs="*", default=None, help="COCO captions_*.json files")
+    pf = sub.add_parser("figure", help="render figures off-screen")
+    fsub = pf.add_subparsers(dest="fig_cmd", required=True)
+    fr = fsub.add_parser("rois", help="ROI map, both hemispheres, several views")
+    fr.add_argument("out")
+    fr.add_argument("--subject", default=None)
+    args = p.parse_args(argv)
+    ws = Workspace(args.workspace)
+    try:
+        if args.cmd == "info":
+            return cmd_info(ws, args)
+        if args.cmd == "demo":
+            if args.demo_cmd == "build":
+                return cmd_demo_build(ws, args)
+            return cmd_export(ws, args, "nsd" if args.demo_cmd == "export-nsd" else "algonauts")
+        if args.cmd == "import":
+            return cmd_import(ws, args)
+        if args.cmd == "figure":
+            return cmd_figure(ws, args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
