@@ -49,7 +49,7 @@ def cmd_info(ws: Workspace, args) -> int:
     for s in info["subjects"]:
         print(f"{s['subject']}:    {s['n_voxels']:,} voxels, {s['n_images']:,} images seen "
               f"({s['n_train']:,} train / {s['n_test']:,} test), {s['n_sessions']} sessions, "
-              f"median noise ceiling {s['median_nc']:.1f}%")
+              f"median noise ceiling " + (f"{s['median_nc']:.1f}%" if s['median_nc'] is not None else "n/a"))
         rois = ", ".join(f"{r} {n}" for r, n in s["voxels_per_roi"].items())
         print(f"           voxels per ROI: {rois}")
     print(f"runs:      {info['n_runs']} recorded")

@@ -42,7 +42,7 @@ ROI_SEEDS: dict[str, dict] = {
     "RSC": dict(file="floc-places", mm=(14, -54, 12), radius=9, hemis=HEMIS),
     "OPA": dict(file="floc-places", mm=(35, -84, 22), radius=10, hemis=HEMIS),
     "EBA": dict(file="floc-bodies", mm=(48, -70, 3), radius=12, hemis=HEMIS),
-    "FBA-1": dict(file="floc-bodies", mm=(45, -52, -12), radius=7, hemis=HEMIS),
+    "FBA-1": dict(file="floc-bodies", mm=(45, -52, -12), radius=8, hemis=HEMIS),
     "OWFA": dict(file="floc-words", mm=(46, -72, -8), radius=8, hemis=("lh",)),
     "VWFA-1": dict(file="floc-words", mm=(46, -57, -12), radius=9, hemis=("lh",)),
     "VWFA-2": dict(file="floc-words", mm=(45, -44, -15), radius=7, hemis=("lh",)),

@@ -30,6 +30,6 @@ def workspace_info(ws: Workspace) -> dict:
             nc = con.execute("SELECT median(noise_ceiling) FROM voxels WHERE subject = ?", [subject]).fetchone()[0]
             info["subjects"].append(dict(
                 subject=subject, n_sessions=n_sessions, n_images=n_images, n_voxels=n_voxels,
-                n_train=split.get("train", 0), n_test=split.get("test", 0), median_nc=float(nc or 0),
+                n_train=split.get("train", 0), n_test=split.get("test", 0), median_nc=None if nc is None or nc != nc else float(nc),
                 voxels_per_roi={r: counts[r] for r in order}))
     return info

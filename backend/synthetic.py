@@ -28,7 +28,7 @@ from .stimuli import CATEGORIES, FIELD_DEG
 # Our one ROI file that NSD does not have: food-selective ventral cortex (Jain et al. 2023,
 # Khosla et al. 2022, Pennock et al. 2023), medial/posterior to FFA.
 EXTRA_ROI_FILES = {"food": {1: "ventral-food"}}
-EXTRA_ROI_SEEDS = {"ventral-food": dict(file="food", mm=(30, -66, -14), radius=9, hemis=HEMIS)}
+EXTRA_ROI_SEEDS = {"ventral-food": dict(file="food", mm=(29, -62, -12), radius=10, hemis=HEMIS)}
 FILE_CATEGORY = {**FLOC_CATEGORY, "food": "food"}
 ALL_ROI_FILES = {**ROI_FILES, **EXTRA_ROI_FILES}
 
@@ -114,7 +114,7 @@ def place_rois(surface: Surface, rng: np.random.Generator, scale: float = 1.0, j
     masks = {}
     seeds = {**ROI_SEEDS, **EXTRA_ROI_SEEDS}
     # faces first, then food, places, bodies, words: a vertex belongs to one category ROI at most
-    order = ["OFA", "FFA-1", "FFA-2", "VWFA-1", "VWFA-2", "OWFA", "aTL-faces", "ventral-food", "PPA", "RSC", "OPA",
+    order = ["OFA", "FFA-1", "FFA-2", "ventral-food", "VWFA-1", "VWFA-2", "OWFA", "aTL-faces", "PPA", "RSC", "OPA",
              "EBA", "FBA-1"]
     for h in HEMIS:
         hemi = surface[h]

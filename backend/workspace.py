@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS stimulus_sources (
     height INTEGER, width INTEGER);
 CREATE TABLE IF NOT EXISTS stimuli (
     stim_id INTEGER PRIMARY KEY, source VARCHAR, image_index INTEGER, coco_id BIGINT, shared BOOLEAN,
-    background VARCHAR, bg_colour VARCHAR, texture VARCHAR, setting VARCHAR, categories VARCHAR[]);
+    background VARCHAR, bg_colour VARCHAR, texture VARCHAR, setting VARCHAR, categories VARCHAR[], file VARCHAR);
 CREATE TABLE IF NOT EXISTS captions (stim_id INTEGER, k INTEGER, caption VARCHAR, PRIMARY KEY (stim_id, k));
 CREATE TABLE IF NOT EXISTS stimulus_objects (
     stim_id INTEGER, obj INTEGER, category VARCHAR, kind VARCHAR, colour VARCHAR, x REAL, y REAL, size REAL,
@@ -176,16 +176,16 @@ class Workspace:
             raise WorkspaceBusy(f"workspace {self.db_path} is open in another process: {exc}") from exc
         tx = WriteTransaction(self, con)
         try:
-            con.execute(SCHEMA)
+            con.execute(SCHEMA).fetchall()
             tx.remove_orphans()
-            con.execute("BEGIN TRANSACTION")
+            tx.sql("BEGIN TRANSACTION")
             yield tx
-            con.execute("COMMIT")
+            tx.sql("COMMIT")
             tx.committed = True
-            con.execute("CHECKPOINT")
+            tx.sql("CHECKPOINT")
         except BaseException:
             with contextlib.suppress(Exception):
-                con.execute("ROLLBACK")
+                con.execute("ROLLBACK").fetchall()
             for p in tx.new_files:  # files this write created are not referenced by anything
                 with contextlib.suppress(OSError):
                     p.unlink()
@@ -207,10 +207,14 @@ class WriteTransaction:
         self.new_files: list[Path] = []
         self.committed = False
 
+    def sql(self, query: str, params=None) -> list:
+        """Execute one statement and consume its result (DuckDB wants results finished before the next call)."""
+        return self.con.execute(query, params or []).fetchall()
+
     def new_run(self, method: str, parameters: dict, seed: int | None = None, model_ids: dict | None = None) -> str:
         """Record how a result is being made; returns its run id."""
         run_id = f"{method}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.con.execute(
+        self.sql(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, method, json.dumps(parameters, default=str), json.dumps(model_ids or {}), seed, code_version(),
              _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None), os.uname().nodename])
@@ -233,8 +237,8 @@ class WriteTransaction:
             np.save(tmp, array)
             os.replace(tmp, path)
             arr = array
-        self.con.execute("DELETE FROM arrays WHERE name = ?", [name])
-        self.con.execute("INSERT INTO arrays VALUES (?, ?, ?, ?, ?, ?)",
+        self.sql("DELETE FROM arrays WHERE name = ?", [name])
+        self.sql("INSERT INTO arrays VALUES (?, ?, ?, ?, ?, ?)",
                          [name, str(path.relative_to(self.ws.path)), json.dumps(list(arr.shape)), str(arr.dtype),
                           run_id, description])
 
@@ -242,16 +246,16 @@ class WriteTransaction:
         """Append a DataFrame whose columns match ``table``'s, by name."""
         self.con.register("_df", df)
         cols = ", ".join(f'"{c}"' for c in df.columns)
-        self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _df")
+        self.sql(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _df")
         self.con.unregister("_df")
 
     def set_meta(self, **kv) -> None:
         for k, v in kv.items():
-            self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, str(v)])
+            self.sql("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, str(v)])
 
     def clear(self, tables) -> None:
         for t in tables:
-            self.con.execute(f"DELETE FROM {t}")
+            self.sql(f"DELETE FROM {t}")
 
     def _referenced(self) -> set[Path]:
         return {(self.ws.path / p).resolve() for (p,) in self.con.execute("SELECT path FROM arrays").fetchall()}

@@ -275,7 +275,7 @@ def write_subject(tx, run: str, subject: str, space: str, source: str, n_session
                  f"{subject}: z-scored per session, repeats averaged (n_images_seen, n_voxels)")
     ss = pd.DataFrame({"subject": subject, "row": np.arange(int(seen.sum())), "stim_id": image_ids[seen],
                        "n_reps": reps[seen], "split": np.where(is_test[seen], "test", "train")})
-    tx.con.execute("DELETE FROM subject_stimuli WHERE subject = ?", [subject])
+    tx.sql("DELETE FROM subject_stimuli WHERE subject = ?", [subject])
     tx.insert_df("subject_stimuli", ss)
     nc = noise_ceiling(ncsnr, reps_summary(reps[seen]))
     nc_test = noise_ceiling(ncsnr, reps_summary(reps[seen & is_test])) if (seen & is_test).any() else nc * np.nan
@@ -287,9 +287,9 @@ def write_subject(tx, run: str, subject: str, space: str, source: str, n_session
     vox["ncsnr"] = ncsnr
     vox["noise_ceiling"] = nc
     vox["noise_ceiling_test"] = nc_test
-    tx.con.execute("DELETE FROM voxels WHERE subject = ?", [subject])
+    tx.sql("DELETE FROM voxels WHERE subject = ?", [subject])
     tx.insert_df("voxels", vox)
-    tx.con.execute("DELETE FROM subjects WHERE subject = ?", [subject])
+    tx.sql("DELETE FROM subjects WHERE subject = ?", [subject])
     tx.insert_df("subjects", pd.DataFrame([dict(
         subject=subject, space=space, source=source, n_sessions=n_sessions, n_trials=n_trials,
         n_images=int(seen.sum()), n_voxels=int(vertex.size), betas_array=f"betas_{subject}", run_id=run)]))

@@ -1,0 +1,7 @@
+"""VoxelScope: Streamlit entry point. Pages live in pages/; all computation lives in backend/."""
+import streamlit as st
+
+st.set_page_config(page_title="VoxelScope", page_icon="🧠", layout="wide")
+
+pages = [st.Page("pages/home.py", title="Home", icon="🏠", default=True)]
+st.navigation(pages).run()
