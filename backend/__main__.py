@@ -58,12 +58,12 @@ def cmd_info(ws: Workspace, args) -> int:
 
 def cmd_demo_build(ws: Workspace, args) -> int:
     from .progress import TerminalProgress
-    from .world import WorldConfig, build_demo_world, tiny_config
+    from .world import build_demo_world, default_config, tiny_config
 
     if args.if_missing and ws.exists:
         print(f"demo world already in {ws.path}")
         return 0
-    cfg = tiny_config(args.seed) if args.tiny else WorldConfig(seed=args.seed)
+    cfg = tiny_config(args.seed) if args.tiny else default_config(args.seed)
     bar = TerminalProgress()
     try:
         summary = build_demo_world(ws, cfg, progress=bar, workers=args.workers)
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     dsub = pd_.add_subparsers(dest="demo_cmd", required=True)
     b = dsub.add_parser("build", help="build the demo world (resumes an interrupted build)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--tiny", action="store_true", help="a small world (for tests and quick looks)")
+    b.add_argument("--tiny", action="store_true", help="a small world (for tests and quick looks; also $VOXELSCOPE_DEMO=tiny)")
     b.add_argument("--workers", type=int, default=None)
     b.add_argument("--if-missing", action="store_true", help="do nothing when the workspace already has a world")
     e = dsub.add_parser("export-nsd", help="write the world in the NSD release layout")

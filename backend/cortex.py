@@ -247,7 +247,7 @@ def retinotopic_map(hemi: Hemisphere, pole_shift_mm=(0.0, 0.0), extent: float = 
     v = 100 * ang * (t @ e2) / tn + pole_shift_mm[1]
     rho = np.hypot(u, v)
     phi = np.degrees(np.arctan2(v, u))  # 0 along the calcarine, + dorsal
-    rho_max = 100 * np.arccos(np.clip(c @ p, -1, 1)) * 1.5 * extent
+    rho_max = 100 * np.arccos(np.clip(c @ p, -1, 1)) * 1.2 * extent
     w1, w2, w3, w4 = wedges
     n = hemi.n_vertices
     label = np.zeros(n, np.int16)

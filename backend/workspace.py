@@ -111,8 +111,8 @@ class Workspace:
             return False
         try:
             with self.read() as con:
-                row = con.execute("SELECT value FROM meta WHERE key = 'complete'").fetchone()
-            return bool(row and row[0] == "true")
+                meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            return meta.get("complete") == "true" and meta.get("schema_version") == str(SCHEMA_VERSION)
         except Exception:  # noqa: BLE001 - an unreadable database is not a usable workspace
             return False
 
@@ -149,8 +149,11 @@ class Workspace:
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def writer(self):
-        """Exclusive, all-or-nothing write access. Yields a :class:`WriteTransaction`."""
+    def writer(self, reset: bool = False):
+        """Exclusive, all-or-nothing write access. Yields a :class:`WriteTransaction`.
+
+        ``reset=True`` starts from empty tables (inside the same transaction: on failure the old
+        content stays). Without it, a workspace written by another schema version is refused."""
         import duckdb
 
         self.path.mkdir(parents=True, exist_ok=True)
@@ -179,6 +182,17 @@ class Workspace:
             con.execute(SCHEMA).fetchall()
             tx.remove_orphans()
             tx.sql("BEGIN TRANSACTION")
+            found = tx.sql("SELECT value FROM meta WHERE key = 'schema_version'")
+            if reset:
+                tables = [r[0] for r in tx.sql("SELECT table_name FROM duckdb_tables()")]
+                for t in tables:
+                    tx.sql(f'DROP TABLE "{t}"')
+                tx.sql(SCHEMA)
+            elif found and found[0][0] != str(SCHEMA_VERSION):
+                raise RuntimeError(f"workspace {self.path} was written with schema version {found[0][0]}, this "
+                                   f"VoxelScope uses {SCHEMA_VERSION}: rebuild it (python -m backend demo build) or "
+                                   "import into a new folder")
+            tx.set_meta(schema_version=SCHEMA_VERSION)
             yield tx
             tx.sql("COMMIT")
             tx.committed = True
@@ -252,10 +266,6 @@ class WriteTransaction:
     def set_meta(self, **kv) -> None:
         for k, v in kv.items():
             self.sql("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, str(v)])
-
-    def clear(self, tables) -> None:
-        for t in tables:
-            self.sql(f"DELETE FROM {t}")
 
     def _referenced(self) -> set[Path]:
         return {(self.ws.path / p).resolve() for (p,) in self.con.execute("SELECT path FROM arrays").fetchall()}

@@ -42,7 +42,7 @@ class WorldConfig:
     trials_per_session: int = 750
     sessions: list[int] = field(default_factory=lambda: [40, 30])  # sessions completed per subject
     roi_scale: list[float] = field(default_factory=lambda: [1.0, 0.85])  # ROI size per subject
-    roi_jitter_mm: float = 3.0
+    roi_jitter_mm: float = 4.0
 
     @property
     def n_subjects(self) -> int:
@@ -69,6 +69,14 @@ def tiny_config(seed: int = 0) -> WorldConfig:
     """A small world for tests and quick looks (seconds to build)."""
     return WorldConfig(seed=seed, n_images=560, n_shared=60, n_unique=240, trials_per_session=60,
                        sessions=[15, 12], roi_scale=[1.0, 0.85])
+
+
+def default_config(seed: int = 0) -> WorldConfig:
+    """The demo world: full size, or the tiny one when ``$VOXELSCOPE_DEMO=tiny`` (tests, quick looks)."""
+    size = os.environ.get("VOXELSCOPE_DEMO", "full")
+    if size not in ("full", "tiny"):
+        raise ValueError(f"VOXELSCOPE_DEMO must be 'full' or 'tiny', got {size!r}")
+    return tiny_config(seed) if size == "tiny" else WorldConfig(seed=seed)
 
 
 # ----------------------------------------------------------------------------- stimuli
@@ -192,7 +200,7 @@ def reps_summary(reps: np.ndarray) -> dict[int, int]:
 def build_demo_world(ws: Workspace, cfg: WorldConfig | None = None, progress: ProgressFn = None,
                      workers: int | None = None) -> dict:
     """Build the synthetic world into ``ws`` (replacing what it held). Returns a summary dict."""
-    cfg = cfg or WorldConfig()
+    cfg = cfg or default_config()
     cfg.validate()
     t_start = time.time()
     staging = ws.path / ".build"
@@ -221,9 +229,7 @@ def build_demo_world(ws: Workspace, cfg: WorldConfig | None = None, progress: Pr
         subject_rows.append((truth, betas, reps, ncsnr))
 
     report(progress, "Writing workspace", 0, 1)
-    with ws.writer() as tx:
-        tx.clear(["meta", "arrays", "subjects", "voxels", "voxel_truth", "roi_labels", "stimulus_sources", "stimuli",
-                  "captions", "stimulus_objects", "subject_stimuli"])
+    with ws.writer(reset=True) as tx:
         run = tx.new_run("demo-world", asdict(cfg), seed=cfg.seed)
         for name in ("images", "masks", "contrast"):
             dst = tx.new_array_path(f"stimuli_{name}")
@@ -247,7 +253,7 @@ def build_demo_world(ws: Workspace, cfg: WorldConfig | None = None, progress: Pr
                 "prf_x": truth.prf_x, "prf_y": truth.prf_y, "prf_sigma": truth.prf_sigma,
                 "prf_share": truth.prf_share, "ncsnr_true": truth.ncsnr,
                 "weights": list(truth.weights.astype(float))}))
-        tx.set_meta(dataset="demo", space="fsaverage5", schema_version=1, world_run=run,
+        tx.set_meta(dataset="demo", space="fsaverage5", world_run=run,
                     semantic_features=json.dumps(SEMANTIC_FEATURES), complete="true")
     shutil.rmtree(staging, ignore_errors=True)
     report(progress, "Writing workspace", 1, 1)

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny synthetic world built once per test session, and its NSD export."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+from backend.workspace import Workspace  # noqa: E402
+from backend.world import build_demo_world, tiny_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_ws(tmp_path_factory) -> Workspace:
+    """The tiny demo world (560 images, 2 subjects on fsaverage5). Treat as read-only."""
+    ws = Workspace(tmp_path_factory.mktemp("tiny") / "workspace")
+    build_demo_world(ws, tiny_config(), workers=1)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def nsd_root(tiny_ws, tmp_path_factory) -> Path:
+    """The tiny world exported in the NSD release layout. Treat as read-only (copy before breaking files)."""
+    from backend.nsd import export_demo_nsd
+
+    return export_demo_nsd(tiny_ws, tmp_path_factory.mktemp("nsd") / "NSD")
