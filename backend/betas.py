@@ -90,7 +90,7 @@ class RepeatAverager:
 
     def result(self):
         """Returns (betas (n_images, n_voxels) float32 with NaN where no valid trial, reps (n_images,),
-        ncsnr (n_voxels,))."""
+        ncsnr (n_voxels,), NaN when no image was shown twice)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             c = self.count.astype(np.float32)
             mean = np.where(c > 0, self.sum / np.maximum(c, 1), np.nan).astype(np.float32)
@@ -98,7 +98,7 @@ class RepeatAverager:
         reps = self.trials
         full = min(int(reps.max()) if reps.size else 0, 3)
         if full < 2:
-            raise ValueError("ncsnr needs images shown at least twice; no image has two trials")
+            return mean, reps, np.full(self.sum.shape[1], np.nan, np.float32)
         use = (c == full)  # per voxel: images with all `full` repeats valid
         n_use = use.sum(axis=0)
         noise_var = np.where(use, var, 0).sum(axis=0) / np.maximum(n_use, 1)

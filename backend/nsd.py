@@ -200,7 +200,7 @@ class ImportReport:
         if self.ncsnr_file_r is not None:
             lines.append(f"  computed ncsnr vs the release's ncsnr file: r = {self.ncsnr_file_r:.4f}")
         for note in self.nan_notes:
-            lines.append(f"  NaN: {note}")
+            lines.append(f"  note: {note}")
         if self.dropped_voxels:
             lines.append(f"  dropped {self.dropped_voxels} voxels with no valid beta for some image")
         return "\n".join(lines)
@@ -304,6 +304,8 @@ def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progr
         acc.add_session(zscore_session(data), mo[t0: t0 + n_trials])
         report(progress, f"Reading {subject} sessions", i + 1, len(sessions))
     betas, reps, ncsnr = acc.result()
+    if not np.isfinite(ncsnr).any():
+        notes.append("no image was shown twice in the sessions read: ncsnr and noise ceilings are unavailable")
     return dict(betas=betas, reps=reps, ncsnr=ncsnr, hemi=hemi, vertex=vertex, image_ids=design["subjectim"][k],
                 sharedix=design["sharedix"], sessions=sessions, n_trials=n_trials * len(sessions),
                 space=SPACE_BY_VERTICES.get(n_vertices["lh"], f"fsaverage-{n_vertices['lh']}"),
@@ -342,7 +344,7 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
     betas, reps, ncsnr = d["betas"], d["reps"], d["ncsnr"]
     seen = reps > 0
     # voxels with no valid beta for some seen image cannot be modelled: report and drop them
-    keep = (d["counts"][seen] > 0).all(axis=0) & np.isfinite(ncsnr)
+    keep = (d["counts"][seen] > 0).all(axis=0)
     rep = ImportReport(subject, d["space"], d["sessions"], d["n_trials"], int(seen.sum()), int(keep.sum()),
                        d["notes"], int((~keep).sum()))
     ncsnr_dir = root / BETAS.format(subject=subject)

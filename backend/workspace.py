@@ -107,14 +107,18 @@ class Workspace:
 
     @property
     def exists(self) -> bool:
+        """True when a complete world of this schema version is stored. Raises WorkspaceBusy while a
+        writer holds the database (DuckDB lets no other process open it then)."""
         if not self.db_path.exists():
             return False
         try:
             with self.read() as con:
                 meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            return meta.get("complete") == "true" and meta.get("schema_version") == str(SCHEMA_VERSION)
-        except Exception:  # noqa: BLE001 - an unreadable database is not a usable workspace
+        except WorkspaceBusy:
+            raise
+        except Exception:  # noqa: BLE001 - an unreadable or empty database is not a usable workspace
             return False
+        return meta.get("complete") == "true" and meta.get("schema_version") == str(SCHEMA_VERSION)
 
     # ------------------------------------------------------------------ reading
     @contextlib.contextmanager
@@ -124,7 +128,13 @@ class Workspace:
 
         if not self.db_path.exists():
             raise FileNotFoundError(f"no workspace at {self.path} (run `python -m backend demo build` or an import)")
-        con = duckdb.connect(str(self.db_path), read_only=True)
+        try:
+            con = duckdb.connect(str(self.db_path), read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise WorkspaceBusy(f"workspace {self.path} is being written by another process; try again when it "
+                                    "has finished") from exc
+            raise
         try:
             yield con
         finally:

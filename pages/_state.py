@@ -10,6 +10,16 @@ def workspace() -> Workspace:
     return Workspace()
 
 
+def workspace_busy(ws: Workspace) -> bool:
+    from backend.workspace import WorkspaceBusy
+
+    try:
+        ws.exists
+    except WorkspaceBusy:
+        return True
+    return False
+
+
 def db_stamp(ws: Workspace) -> float:
     """Changes whenever a writer commits: part of every cache key, so pages never show stale data."""
     return ws.db_path.stat().st_mtime if ws.db_path.exists() else 0.0

@@ -3,12 +3,16 @@ import pandas as pd
 import streamlit as st
 
 from pages._state import (build_demo_with_progress, db_stamp, roi_map_png, sample_stimuli, workspace,
-                          workspace_info)
+                          workspace_busy, workspace_info)
 
 ws = workspace()
 st.title("VoxelScope")
 st.caption("What does each voxel of visual cortex prefer? Explore voxel selectivity with generative models.")
 
+if workspace_busy(ws):
+    st.warning(f"The workspace `{ws.path}` is being written by another process (a build or an import). "
+               "Reload this page when it has finished.")
+    st.stop()
 if not ws.exists:
     st.info(f"No world in `{ws.path}` yet: building the synthetic demo world (about two minutes, once).")
     build_demo_with_progress(ws)

@@ -1,0 +1,77 @@
+"""The home page (Streamlit AppTest) and `python -m backend info`."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def use_workspace(monkeypatch):
+    def set_(path):
+        monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(path))
+    return set_
+
+
+def _texts(at):
+    return [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.subheader]
+
+
+def test_home_page_shows_what_is_loaded_sample_stimuli_and_the_roi_map(tiny_ws, use_workspace):
+    use_workspace(tiny_ws.path)
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert "Loaded: synthetic demo world" in [s.value for s in at.subheader]
+    metrics = {m.label: m.value for m in at.metric}
+    n_vox = tiny_ws.query("SELECT count(*) AS n FROM voxels").n[0]
+    assert metrics == {"Subjects": "2", "Voxels": f"{n_vox:,}", "Images": "560",
+                       "Captions": f"{tiny_ws.query('SELECT count(*) AS n FROM captions').n[0]:,}"}
+    table = at.dataframe[0].value
+    assert table.subject.tolist() == ["subj01", "subj02"] and (table["test (shared)"] == 60).all()
+    images = at.get("image")
+    # 12 sample stimuli with captions, plus the ROI map
+    assert len(images) == 13
+    assert (tiny_ws.path / "figures").exists() and any((tiny_ws.path / "figures").glob("rois_subj01_*.png"))
+
+
+def test_show_other_images_draws_a_new_sample(tiny_ws, use_workspace):
+    use_workspace(tiny_ws.path)
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    first = [c for c in at.get("image")]
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state.sample_seed == 1
+    assert len(at.get("image")) == len(first)
+
+
+def test_first_start_builds_the_demo_world_with_progress(tmp_path, use_workspace, monkeypatch):
+    use_workspace(tmp_path / "fresh")
+    monkeypatch.setenv("VOXELSCOPE_DEMO", "tiny")
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    assert not at.exception, at.exception
+    assert any("building the synthetic demo world" in i.value for i in at.info)
+    assert "Loaded: synthetic demo world" in [s.value for s in at.subheader]
+    assert {m.label: m.value for m in at.metric}["Images"] == "560"
+
+
+def test_cli_info_prints_subjects_voxels_rois_images_and_the_path(tiny_ws):
+    env = {**os.environ, "VOXELSCOPE_WORKSPACE": str(tiny_ws.path)}
+    out = subprocess.run([sys.executable, "-m", "backend", "info"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert f"workspace: {tiny_ws.path}" in out
+    assert "images:    560" in out
+    n1 = tiny_ws.query("SELECT count(*) AS n FROM voxels WHERE subject = 'subj01'").n[0]
+    assert f"subj01:    {n1:,} voxels" in out and "subj02:" in out
+    ffa = tiny_ws.query("SELECT count(*) AS n FROM voxels WHERE subject = 'subj01' AND roi = 'FFA-1'").n[0]
+    assert f"FFA-1 {ffa}" in out and "V1v" in out
+
+
+def test_cli_reports_an_empty_workspace(tmp_path):
+    env = {**os.environ, "VOXELSCOPE_WORKSPACE": str(tmp_path / "none")}
+    res = subprocess.run([sys.executable, "-m", "backend", "info"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert res.returncode == 1 and "empty" in res.stdout

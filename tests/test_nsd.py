@@ -1,0 +1,203 @@
+"""NSD and Algonauts layouts: the demo world round-trips through the loaders; bad files get clear errors."""
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.io import loadmat, savemat
+
+from backend import nsd
+from backend.algonauts import AlgonautsFormatError, export_demo_algonauts, import_algonauts
+from backend.data import stimulus_images
+from backend.nsd import NSDFormatError, import_nsd
+from backend.workspace import Workspace
+
+BETAS = "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR"
+
+
+@pytest.fixture(scope="module")
+def imported(nsd_root, tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("imp") / "ws")
+    report = import_nsd(ws, nsd_root, "subj01")
+    return ws, report
+
+
+def _joined(a: Workspace, b: Workspace, subject: str):
+    va = a.query("SELECT voxel, hemi, vertex FROM voxels WHERE subject = ?", [subject])
+    vb = b.query("SELECT voxel, hemi, vertex FROM voxels WHERE subject = ?", [subject])
+    return va.merge(vb, on=["hemi", "vertex"], suffixes=("_a", "_b"))
+
+
+def test_nsd_round_trip_gives_the_same_betas_ncsnr_rois_images_and_captions(tiny_ws, imported):
+    ws, report = imported
+    j = _joined(tiny_ws, ws, "subj01")
+    n_demo = tiny_ws.query("SELECT count(*) AS n FROM voxels WHERE subject = 'subj01'").n[0]
+    assert len(j) == n_demo  # every demo voxel is in the import (nsdgeneral is the union over subjects)
+    ra = tiny_ws.query("SELECT stim_id, n_reps, split FROM subject_stimuli WHERE subject = 'subj01' ORDER BY row")
+    rb = ws.query("SELECT stim_id, n_reps, split FROM subject_stimuli WHERE subject = 'subj01' ORDER BY row")
+    assert ra.equals(rb)
+    ba = np.asarray(tiny_ws.array("betas_subj01"))[:, j.voxel_a]
+    bb = np.asarray(ws.array("betas_subj01"))[:, j.voxel_b]
+    assert np.allclose(ba, bb, atol=1e-5)
+    cols = 'ncsnr, noise_ceiling, noise_ceiling_test, roi, "prf-visualrois", "floc-faces", "floc-words", streams'
+    va = tiny_ws.query(f"SELECT voxel, {cols} FROM voxels WHERE subject = 'subj01'").set_index("voxel").loc[j.voxel_a]
+    vb = ws.query(f"SELECT voxel, {cols} FROM voxels WHERE subject = 'subj01'").set_index("voxel").loc[j.voxel_b]
+    assert np.allclose(va.ncsnr, vb.ncsnr, atol=1e-4)
+    assert np.allclose(va.noise_ceiling, vb.noise_ceiling, atol=1e-2)
+    for c in ("roi", "prf-visualrois", "floc-faces", "floc-words", "streams"):
+        assert list(va[c].fillna("")) == list(vb[c].fillna("")), c
+    assert report.ncsnr_file_r > 0.9999
+    ids = rb.stim_id.to_numpy()[[0, 5, 77]]
+    for x, y in zip(stimulus_images(tiny_ws, ids), stimulus_images(ws, ids)):
+        assert np.array_equal(x, y)
+    q = "SELECT stim_id, k, caption FROM captions WHERE stim_id IN (SELECT stim_id FROM subject_stimuli " \
+        "WHERE subject = 'subj01') ORDER BY stim_id, k"
+    assert tiny_ws.query(q).equals(ws.query(q))
+    run = ws.query("SELECT method, parameters, code_version FROM runs").iloc[0]
+    assert run.method == "import-nsd" and json.loads(run.parameters)["subject"] == "subj01" and run.code_version
+
+
+def test_reading_a_subset_of_sessions_reads_only_those(nsd_root):
+    d = nsd.load_nsd_betas(nsd_root, "subj01", sessions=[1, 2, 3])
+    assert d["sessions"] == [1, 2, 3] and d["n_trials"] == 3 * 60
+    assert d["reps"].sum() == 180
+    if d["reps"].max() < 2:  # no repeats yet: no noise ceiling, and the report says so
+        assert np.isnan(d["ncsnr"]).all() and any("shown twice" in n for n in d["notes"])
+
+
+def _copy(nsd_root, tmp_path):
+    dst = tmp_path / "NSD"
+    shutil.copytree(nsd_root, dst)
+    return dst
+
+
+def _write_session(path, data):
+    nib.save(nib.MGHImage(data.astype(np.float32), np.eye(4)), str(path))
+
+
+def test_a_session_file_with_the_wrong_vertex_count_is_named_in_the_error(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    p = root / BETAS / "lh.betas_session03.mgh"
+    data = np.asarray(nib.load(str(p)).dataobj)
+    _write_session(p, data[:10000])
+    with pytest.raises(NSDFormatError, match=r"lh\.betas_session03\.mgh has 10000 vertices, expected 10242"):
+        nsd.load_nsd_betas(root, "subj01")
+
+
+def test_a_truncated_session_file_is_named_in_the_error(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    p = root / BETAS / "rh.betas_session02.mgh"
+    raw = p.read_bytes()
+    p.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(NSDFormatError, match=r"rh\.betas_session02\.mgh is truncated or unreadable"):
+        nsd.load_nsd_betas(root, "subj01")
+
+
+def test_a_session_with_the_wrong_number_of_trials_is_named_in_the_error(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    for h in ("lh", "rh"):
+        p = root / BETAS / f"{h}.betas_session04.mgh"
+        _write_session(p, np.asarray(nib.load(str(p)).dataobj)[..., :50])
+    with pytest.raises(NSDFormatError, match=r"betas_session04\.mgh has 50 trials, expected 60"):
+        nsd.load_nsd_betas(root, "subj01")
+
+
+def test_missing_files_and_fields_are_named(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    (root / BETAS / "rh.betas_session05.mgh").unlink()
+    with pytest.raises(NSDFormatError, match=r"rh\.betas_session05\.mgh is missing"):
+        nsd.load_nsd_betas(root, "subj01")
+    with pytest.raises(NSDFormatError, match=r"betas_session99\.mgh is missing"):
+        nsd.load_nsd_betas(root, "subj01", sessions=[1, 99])
+    (root / nsd.STIM_HDF5).unlink()
+    with pytest.raises(NSDFormatError, match=r"nsd_stimuli\.hdf5 is missing"):
+        import_nsd(Workspace(tmp_path / "ws"), root, "subj01")
+    mat = loadmat(str(root / nsd.EXPDESIGN))
+    savemat(str(root / nsd.EXPDESIGN), {"masterordering": mat["masterordering"], "subjectim": mat["subjectim"]})
+    with pytest.raises(NSDFormatError, match=r"nsd_expdesign\.mat has no field 'sharedix'"):
+        nsd.read_expdesign(root)
+
+
+def test_a_stim_info_that_disagrees_with_the_design_is_refused(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    info = pd.read_csv(root / nsd.STIM_INFO, index_col=0)
+    info.loc[info.index[-1], "shared1000"] = True
+    info.to_csv(root / nsd.STIM_INFO)
+    with pytest.raises(NSDFormatError, match="shared1000"):
+        import_nsd(Workspace(tmp_path / "ws"), root, "subj01")
+
+
+def test_roi_labels_on_a_native_surface_or_with_unknown_ids_are_refused(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    lab = root / "nsddata/freesurfer/subj01/label"
+    (lab / "floc-faces.mgz.ctab").write_text("0 Unknown\n1 OFA\n")
+    with pytest.raises(NSDFormatError, match=r"lh\.floc-faces\.mgz uses label ids \[2, 3\] that floc-faces\.mgz\.ctab"):
+        import_nsd(Workspace(tmp_path / "ws"), root, "subj01")
+    nib.save(nib.MGHImage(np.zeros((140000, 1, 1), np.int32), np.eye(4)), str(lab / "lh.floc-faces.mgz"))
+    with pytest.raises(NSDFormatError, match=r"lh\.floc-faces\.mgz has 140000 vertices, expected 10242.*nsdcode"):
+        import_nsd(Workspace(tmp_path / "ws2"), root, "subj01")
+
+
+def test_nan_betas_are_reported_and_left_out_of_the_averages(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    p = root / BETAS / "lh.betas_session02.mgh"
+    data = np.asarray(nib.load(str(p)).dataobj).copy()
+    mask = np.asarray(nib.load(str(root / nsd.FSAVERAGE / "label/lh.nsdgeneral.mgz")).dataobj).ravel() > 0
+    v = np.flatnonzero(mask)[:3]
+    data[v, 0, 0, 10:13] = np.nan
+    _write_session(p, data)
+    clean = nsd.load_nsd_betas(nsd_root, "subj01")
+    dirty = nsd.load_nsd_betas(root, "subj01")
+    assert any("session 02: 3 voxels have NaN betas in 3 of 60 trials" in n for n in dirty["notes"])
+    seen = dirty["reps"] > 0
+    assert np.isfinite(dirty["betas"][seen]).all()
+    # images of the NaN trials are averaged over their remaining repeats
+    assert (dirty["counts"][seen][:, :3] < clean["counts"][seen][:, :3]).sum() == 9
+    assert not np.allclose(dirty["betas"][seen][:, :3], clean["betas"][seen][:, :3])
+    assert np.allclose(dirty["betas"][seen][:, 3:], clean["betas"][seen][:, 3:], atol=1e-5)
+
+
+def test_a_failed_import_leaves_the_workspace_as_it_was(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    ws = Workspace(tmp_path / "ws")
+    import_nsd(ws, root, "subj01")
+    before = ws.query("SELECT * FROM voxels ORDER BY subject, voxel")
+    files = sorted(p.name for p in ws.arrays_dir.iterdir())
+    p = root / "nsddata_betas/ppdata/subj02/fsaverage/betas_fithrf_GLMdenoise_RR/lh.betas_session07.mgh"
+    p.write_bytes(p.read_bytes()[:1000])
+    with pytest.raises(NSDFormatError, match="lh.betas_session07.mgh"):
+        import_nsd(ws, root, "subj02")
+    assert ws.query("SELECT * FROM voxels ORDER BY subject, voxel").equals(before)
+    assert ws.query("SELECT subject FROM subjects").subject.tolist() == ["subj01"]
+    assert sorted(p.name for p in ws.arrays_dir.iterdir()) == files
+
+
+def test_importing_nsd_into_the_demo_workspace_is_refused(tiny_ws, nsd_root):
+    with pytest.raises(NSDFormatError, match="holds the demo world"):
+        import_nsd(tiny_ws, nsd_root, "subj01")
+
+
+def test_algonauts_round_trip_gives_the_same_training_betas(tiny_ws, tmp_path):
+    root = export_demo_algonauts(tiny_ws, tmp_path / "algonauts")
+    ws = Workspace(tmp_path / "ws")
+    import_algonauts(ws, root, "subj02")
+    a = tiny_ws.query("SELECT row, stim_id FROM subject_stimuli WHERE subject = 'subj02' AND split = 'train' "
+                      "ORDER BY row")
+    b = ws.query("SELECT row, stim_id FROM subject_stimuli WHERE subject = 'subj02' ORDER BY row")
+    assert a.stim_id.tolist() == b.stim_id.tolist()
+    j = _joined(tiny_ws, ws, "subj02")
+    assert len(j) == tiny_ws.query("SELECT count(*) AS n FROM voxels WHERE subject = 'subj02'").n[0]
+    ba = np.asarray(tiny_ws.array("betas_subj02"))[a.row.to_numpy()][:, j.voxel_a]
+    bb = np.asarray(ws.array("betas_subj02"))[:, j.voxel_b]
+    assert np.allclose(ba, bb)
+    ra = tiny_ws.query("SELECT voxel, roi FROM voxels WHERE subject = 'subj02'").set_index("voxel").loc[j.voxel_a]
+    rb = ws.query("SELECT voxel, roi FROM voxels WHERE subject = 'subj02'").set_index("voxel").loc[j.voxel_b]
+    assert list(ra.roi.fillna("")) == list(rb.roi.fillna(""))
+    img_a = stimulus_images(tiny_ws, a.stim_id[:3])
+    img_b = stimulus_images(ws, a.stim_id[:3])
+    assert all(np.array_equal(x, y) for x, y in zip(img_a, img_b))
+    np.save(root / "subj02/training_split/training_fmri/rh_training_fmri.npy", np.zeros((3, 5), np.float32))
+    with pytest.raises(AlgonautsFormatError, match=r"rh_training_fmri\.npy has 5 vertices, expected"):
+        import_algonauts(Workspace(tmp_path / "ws3"), root, "subj02")
