@@ -159,3 +159,23 @@ def test_building_the_same_world_twice_gives_identical_data(tiny_ws, tmp_path):
     assert tiny_ws.query(q).equals(ws2.query(q))
     q = "SELECT * FROM voxels ORDER BY subject, voxel"
     assert tiny_ws.query(q).equals(ws2.query(q))
+
+
+def test_an_interrupted_stimulus_render_resumes_and_gives_the_same_images(tmp_path):
+    from backend.world import CHUNK, WorldConfig, render_stimuli
+
+    cfg = WorldConfig(n_images=3 * CHUNK, n_shared=0, n_unique=0, sessions=[], roi_scale=[])
+    ref = tmp_path / "ref"
+    render_stimuli(cfg, ref, workers=1)
+    part = tmp_path / "part"
+    render_stimuli(cfg, part, workers=1)
+    # simulate a kill during chunk 2: its metadata never landed and its pixels are half written
+    (part / f"chunk_{CHUNK:07d}.json").unlink()
+    imgs = np.load(part / "images.npy", mmap_mode="r+")
+    imgs[CHUNK: CHUNK + 10] = 0
+    imgs.flush()
+    done = []
+    stim, objects, captions = render_stimuli(cfg, part, progress=lambda s, d, t: done.append(d), workers=1)
+    assert done[0] == 2 * CHUNK  # resumed with two chunks already done
+    assert np.array_equal(np.load(ref / "images.npy"), np.load(part / "images.npy"))
+    assert len(stim) == 3 * CHUNK and captions.stim_id.nunique() == 3 * CHUNK
