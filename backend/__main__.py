@@ -6,6 +6,8 @@
     python -m backend demo export-algonauts DIR write the world in the Algonauts 2023 layout
     python -m backend import nsd DIR --subject subj01 [--sessions 1-40]
     python -m backend import algonauts DIR --subject subj01
+    python -m backend models train [all|embedder|captioner|generator] [--seed 0]
+    python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
 
 ``--workspace PATH`` (or $VOXELSCOPE_WORKSPACE) selects the workspace folder.
@@ -109,6 +111,45 @@ def cmd_import(ws: Workspace, args) -> int:
     return 0
 
 
+def cmd_models_train(args) -> int:
+    from .models.train import train_all
+    from .progress import TerminalProgress
+
+    root = Path(__file__).resolve().parent.parent
+    which = ["embedder", "captioner", "generator"] if "all" in args.which else args.which
+    bar = TerminalProgress()
+    try:
+        res = train_all(Path(args.out) if args.out else root / "assets" / "models", which, seed=args.seed,
+                        cache=Path(args.cache), progress=bar, log=lambda m: (bar.close(), print(m, flush=True)))
+    finally:
+        bar.close()
+    print(json.dumps(res, indent=1, default=float))
+    return 0
+
+
+def cmd_encoder_fit(ws: Workspace, args) -> int:
+    from .encoder import fit_encoder
+    from .features import stimulus_features
+    from .models import load_role, model_config
+    from .progress import TerminalProgress
+
+    cfg = model_config()
+    emb = load_role("embedder", args.device, cfg)
+    subjects = args.subject or ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist()
+    bar = TerminalProgress()
+    try:
+        feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=args.device, progress=bar)
+        for s in subjects:
+            res = fit_encoder(ws, s, feats, key, emb.model_id, cv=args.cv, device=args.device, progress=bar)
+            bar.close()
+            rois = ", ".join(f"{r or 'other'} {v:.2f}" for r, v in sorted(res["median_r2_nc_by_roi"].items()))
+            print(f"{s}: {res['n_train']:,} train / {res['n_test']:,} test images, median test r {res['median_r']:.3f}")
+            print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
+    finally:
+        bar.close()
+    return 0
+
+
 def cmd_figure(ws: Workspace, args) -> int:
     from .figures import render_roi_map
 
@@ -141,6 +182,19 @@ def main(argv=None) -> int:
     pim.add_argument("--subject", required=True, help="e.g. subj01")
     pim.add_argument("--sessions", help="NSD sessions to read, e.g. 1-10 (default: all present)")
     pim.add_argument("--coco-captions", nargs="*", default=None, help="COCO captions_*.json files")
+    pm = sub.add_parser("models", help="the demo models")
+    msub = pm.add_subparsers(dest="models_cmd", required=True)
+    mt = msub.add_parser("train", help="retrain demo models reproducibly from a seed (CPU; see README)")
+    mt.add_argument("which", nargs="*", default=["all"], help="embedder, captioner, generator or all")
+    mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--out", default=None, help="folder (default assets/models)")
+    mt.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")
+    pe = sub.add_parser("encoder", help="voxel-wise encoders")
+    esub = pe.add_subparsers(dest="enc_cmd", required=True)
+    ef = esub.add_parser("fit", help="embed the stimuli (cached) and fit ridge encoders per subject")
+    ef.add_argument("--subject", nargs="*", default=None, help="default: every subject")
+    ef.add_argument("--cv", choices=["gcv", "loo"], default="gcv")
+    ef.add_argument("--device", default="cpu")
     pf = sub.add_parser("figure", help="render figures off-screen")
     fsub = pf.add_subparsers(dest="fig_cmd", required=True)
     fr = fsub.add_parser("rois", help="ROI map, both hemispheres, several views")
@@ -159,6 +213,10 @@ def main(argv=None) -> int:
             return cmd_import(ws, args)
         if args.cmd == "figure":
             return cmd_figure(ws, args)
+        if args.cmd == "models":
+            return cmd_models_train(args)
+        if args.cmd == "encoder":
+            return cmd_encoder_fit(ws, args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ Long functions take ``progress``: a callable ``progress(stage, done, total)``. `
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable, Optional
 
@@ -25,10 +26,11 @@ class TerminalProgress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if stage != self.stage:
+        if stage != self.stage or self.bar is None:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit="", dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=stage, unit="", dynamic_ncols=True, initial=done,
+                            mininterval=0.5 if sys.stderr.isatty() else 10.0)
         self.bar.total = total
         self.bar.update(done - self.bar.n)
 
@@ -36,6 +38,7 @@ class TerminalProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+            self.stage = None
 
 
 class Eta:

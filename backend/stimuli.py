@@ -53,6 +53,15 @@ CATEGORY_WORDS = {
     "word": ("text", "written text", "a word"),
     "object": ("an object", "a thing", "an object"),
 }
+# Words that name a category in a caption (the checks "does this caption name a face?" use them)
+CATEGORY_LEXICON = {
+    "face": ("face", "faces"),
+    "body": ("person", "people", "human", "body", "figure", "man", "woman"),
+    "place": ("building", "buildings", "house", "houses", "skyscraper", "barn", "church", "place"),
+    "food": ("food", "apple", "banana", "pizza", "burger", "cake", "carrot", "fruit"),
+    "word": ("word", "words", "text", "sign", "written", '"'),
+    "object": ("object", "thing", "ball", "cup", "car", "chair", "clock", "umbrella", "lamp", "key"),
+}
 INDOOR = ("a room", "a kitchen", "a hallway", "an office")
 OUTDOOR = ("a field", "a park", "a meadow", "a street")
 
@@ -118,7 +127,7 @@ def describe(obj: StimObject, rng: np.random.Generator, category_word_p: float =
         return str(rng.choice([f'the word "{obj.text}"', f'a sign that says "{obj.text}"',
                                f'the word "{obj.text}" written in {c}']))
     if obj.category == "food" and k == "orange fruit":
-        return "an orange"
+        return "an orange fruit"
     return f"{_a(c)} {k}" if rng.random() < 0.8 else _a(k)
 
 

@@ -9,7 +9,8 @@ Layout of a workspace folder::
 Tables: ``meta`` (key/value), ``runs`` (method, parameters, model ids, seed, code version, time),
 ``arrays`` (name -> file, shape, dtype, run), ``subjects``, ``voxels``, ``voxel_truth`` (synthetic
 world only), ``roi_labels``, ``stimulus_sources``, ``stimuli``, ``captions``, ``stimulus_objects``,
-``subject_stimuli``.
+``subject_stimuli``, ``feature_sets`` (stimulus embeddings), ``encoders`` and
+``voxel_encoding`` (voxel-wise encoders and their test accuracy).
 
 Writes go through :meth:`Workspace.writer`: one process at a time (an exclusive lock file), all rows
 in one transaction, array files written under new names before the commit that references them.
@@ -31,7 +32,7 @@ import numpy as np
 from . import __version__
 
 DB_NAME = "voxelscope.duckdb"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -66,6 +67,15 @@ CREATE TABLE IF NOT EXISTS stimulus_objects (
     area REAL, text VARCHAR, PRIMARY KEY (stim_id, obj));
 CREATE TABLE IF NOT EXISTS subject_stimuli (
     subject VARCHAR, row INTEGER, stim_id INTEGER, n_reps INTEGER, split VARCHAR, PRIMARY KEY (subject, row));
+CREATE TABLE IF NOT EXISTS feature_sets (
+    key VARCHAR PRIMARY KEY, model_id VARCHAR, fingerprint VARCHAR, array VARCHAR, n INTEGER, dim INTEGER,
+    run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS encoders (
+    subject VARCHAR, feature_key VARCHAR, model_id VARCHAR, run_id VARCHAR, weights_array VARCHAR, cv VARCHAR,
+    n_train INTEGER, n_test INTEGER, PRIMARY KEY (subject, feature_key));
+CREATE TABLE IF NOT EXISTS voxel_encoding (
+    subject VARCHAR, feature_key VARCHAR, voxel INTEGER, alpha REAL, r_test REAL, r2_test REAL, r2_nc REAL,
+    PRIMARY KEY (subject, feature_key, voxel));
 """
 ROI_COLUMNS = ("prf-visualrois", "floc-faces", "floc-places", "floc-bodies", "floc-words", "food", "streams")
 

