@@ -189,6 +189,10 @@ def main(argv=None) -> int:
     mt.add_argument("--seed", type=int, default=0)
     mt.add_argument("--out", default=None, help="folder (default assets/models)")
     mt.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")
+    mv = msub.add_parser("evaluate", help="measure the demo models on held-out images (updates training.json)")
+    mv.add_argument("--seed", type=int, default=0)
+    mv.add_argument("--out", default=None)
+    mv.add_argument("--cache", default=".cache/train_sets")
     pe = sub.add_parser("encoder", help="voxel-wise encoders")
     esub = pe.add_subparsers(dest="enc_cmd", required=True)
     ef = esub.add_parser("fit", help="embed the stimuli (cached) and fit ridge encoders per subject")
@@ -213,6 +217,12 @@ def main(argv=None) -> int:
             return cmd_import(ws, args)
         if args.cmd == "figure":
             return cmd_figure(ws, args)
+        if args.cmd == "models" and args.models_cmd == "evaluate":
+            from .models.train import evaluate_all
+
+            root = Path(__file__).resolve().parent.parent
+            evaluate_all(Path(args.out) if args.out else root / "assets" / "models", args.seed, Path(args.cache))
+            return 0
         if args.cmd == "models":
             return cmd_models_train(args)
         if args.cmd == "encoder":

@@ -38,7 +38,7 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
     fp = fingerprint(folder)
     key = feature_key(embedder.model_id, fp)
     with ws.read() as con:
-        row = con.execute("SELECT array FROM feature_sets WHERE key = ?", [key]).fetchone()
+        row = con.execute("SELECT array_name FROM feature_sets WHERE key = ?", [key]).fetchone()
     if row is not None:
         return ws.array(row[0]), key
     ids = ws.query("SELECT stim_id FROM stimuli ORDER BY stim_id").stim_id.to_numpy()

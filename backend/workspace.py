@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS stimulus_objects (
 CREATE TABLE IF NOT EXISTS subject_stimuli (
     subject VARCHAR, row INTEGER, stim_id INTEGER, n_reps INTEGER, split VARCHAR, PRIMARY KEY (subject, row));
 CREATE TABLE IF NOT EXISTS feature_sets (
-    key VARCHAR PRIMARY KEY, model_id VARCHAR, fingerprint VARCHAR, array VARCHAR, n INTEGER, dim INTEGER,
+    key VARCHAR PRIMARY KEY, model_id VARCHAR, fingerprint VARCHAR, array_name VARCHAR, n INTEGER, dim INTEGER,
     run_id VARCHAR);
 CREATE TABLE IF NOT EXISTS encoders (
     subject VARCHAR, feature_key VARCHAR, model_id VARCHAR, run_id VARCHAR, weights_array VARCHAR, cv VARCHAR,

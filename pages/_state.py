@@ -66,3 +66,10 @@ def build_demo_with_progress(ws: Workspace) -> None:
         st.warning(f"{exc}. This page will show the world once it is built; reload in a minute.")
         st.stop()
     bar.progress(1.0, text=f"Built in {summary['seconds']} s")
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def models_table() -> list[dict]:
+    from backend.models import models_summary
+
+    return models_summary()

@@ -2,8 +2,8 @@
 import pandas as pd
 import streamlit as st
 
-from pages._state import (build_demo_with_progress, db_stamp, roi_map_png, sample_stimuli, workspace,
-                          workspace_busy, workspace_info)
+from pages._state import (build_demo_with_progress, db_stamp, models_table, roi_map_png, sample_stimuli,
+                          workspace, workspace_busy, workspace_info)
 
 ws = workspace()
 st.title("VoxelScope")
@@ -61,3 +61,8 @@ for k, (sid, img) in enumerate(zip(ids, images)):
     with grid[k % 6]:
         first = caps.get(sid) or ["(no caption)"]
         st.image(img, caption=f"#{sid}: {first[0]}", width="stretch")
+
+st.subheader("Models")
+st.caption("Configured in `models.toml`; quality measured on held-out demo images "
+           "(`python -m backend models evaluate`).")
+st.dataframe(pd.DataFrame(models_table()), hide_index=True, width="stretch")

@@ -76,3 +76,43 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None):
 
         return SentenceEmbedder.from_config(path, device)
     raise ValueError(f"unknown model role {role!r}")
+
+
+def models_summary(config: dict | None = None) -> list[dict]:
+    """What each role is configured to (without loading weights): role, path, found, model id, held-out quality."""
+    import json
+
+    cfg = config or model_config()
+    rows = []
+    for role in ROLES:
+        path = cfg[role]["path"]
+        row = {"role": role, "path": path or "(none)", "found": False, "model_id": "", "quality": ""}
+        if path.startswith("package:"):
+            import importlib.util
+
+            row["found"] = importlib.util.find_spec(path.split(":", 1)[1]) is not None
+            row["model_id"] = "sentence-transformers/all-MiniLM-L6-v2" if "minilm" in path else path
+        elif path:
+            p = Path(path)
+            row["found"] = p.is_dir()
+            for name in ("voxelscope.json", "config.json", "model_index.json"):
+                f = p / name
+                if f.exists():
+                    d = json.loads(f.read_text())
+                    row["model_id"] = d.get("model_id") or d.get("_name_or_path") or p.name
+                    break
+            report = p.parent / "training.json"
+            if report.exists():
+                q = json.loads(report.read_text()).get(role, {})
+                if role == "embedder" and "zero_shot" in q:
+                    r = q.get("retrieval", {})
+                    row["quality"] = (f"zero-shot category accuracy {q['zero_shot']['accuracy']:.0%}"
+                                      + (f", image->caption R@1 {r['coco_r1']:.0%}" if "coco_r1" in r else ""))
+                elif role == "captioner" and "single_object" in q.get("names_categories", {}):
+                    c = q["names_categories"]
+                    row["quality"] = (f"names the object of {c['single_object']:.0%} of one-object images; "
+                                      f"named categories correct in {c['precision']:.0%}")
+                elif role == "generator" and "category_agreement" in q:
+                    row["quality"] = f"samples of the asked category: {q['category_agreement']['overall']:.0%}"
+        rows.append(row)
+    return rows

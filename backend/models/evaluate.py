@@ -40,14 +40,23 @@ def zero_shot_accuracy(embedder, images, objects) -> dict:
     return {"accuracy": float((pred == cat).mean()), "per_category": per, "n": int(idx.size)}
 
 
-def retrieval_top1(embedder, images, captions, n: int = 1000) -> float:
-    """Image -> caption retrieval among ``n`` held-out images (each image's first caption); a hit counts
-    when the retrieved caption's text equals the true one (duplicates are the same caption)."""
+def retrieval(embedder, images, captions, n: int = 1000) -> dict:
+    """Image -> caption retrieval among ``n`` held-out images.
+
+    ``first_caption_top1``: candidates are each image's first caption; a hit when the retrieved caption is the
+    image's own (identical texts count as the same caption). ``coco_r1`` / ``coco_r5``: the COCO protocol,
+    candidates are all 3-5 captions of the ``n`` images; a hit when a top-1 (top-5) caption is one of the image's."""
     caps = [c[0] for c in captions[:n]]
     fi = embedder.image_features(images[:n])
     ft = embedder.text_features(caps)
     best = (fi @ ft.T).argmax(1)
-    return float(np.mean([caps[b] == caps[i] for i, b in enumerate(best)]))
+    first = float(np.mean([caps[b] == caps[i] for i, b in enumerate(best)]))
+    flat = [c for cs in captions[:n] for c in cs]
+    owner = np.concatenate([[i] * len(cs) for i, cs in enumerate(captions[:n])])
+    order = np.argsort(-(fi @ embedder.text_features(flat).T), axis=1)[:, :5]
+    hits = owner[order] == np.arange(n)[:, None]
+    return {"first_caption_top1": first, "coco_r1": float(hits[:, 0].mean()), "coco_r5": float(hits.any(1).mean()),
+            "n": n}
 
 
 def names_category(text: str, category: str) -> bool:
@@ -58,18 +67,30 @@ def names_category(text: str, category: str) -> bool:
 
 
 def caption_category_accuracy(decoder, embedder, images, objects, n: int = 500) -> dict:
-    """Share of held-out images whose decoded caption names the category of each visible object (area >= 1%)."""
-    feats = embedder.image_features(images[:n])
-    caps = decoder.generate(feats)
-    per_image, examples = [], []
+    """Decode a caption from each held-out image's embedding and check the categories it names.
+
+    ``single_object``: on one-object images, the caption names that object's category;
+    ``precision``: every category the caption names is in the image (nothing wrong is named);
+    ``names_all``: every visible object's category (area >= 1%) is named; ``names_largest``: the largest object's."""
+    from ..stimuli import CATEGORIES
+
+    caps = decoder.generate(embedder.image_features(images[:n]))
+    single, precision, names_all, largest, examples = [], [], [], [], []
     for cap, objs in zip(caps, objects[:n]):
         cats = {o["category"] for o in objs if o["area"] >= 0.01}
         if not cats:
             continue
-        per_image.append(all(names_category(cap, c) for c in cats))
+        named = {c for c in CATEGORIES if names_category(cap, c)}
+        precision.append(bool(named) and named <= cats)
+        names_all.append(cats <= named)
+        largest.append(max(objs, key=lambda o: o["area"])["category"] in named)
+        if len(objs) == 1:
+            single.append(cats <= named)
         if len(examples) < 8:
             examples.append({"caption": cap, "categories": sorted(cats)})
-    return {"accuracy": float(np.mean(per_image)), "n": len(per_image), "examples": examples}
+    return {"single_object": float(np.mean(single)), "precision": float(np.mean(precision)),
+            "names_all": float(np.mean(names_all)), "names_largest": float(np.mean(largest)),
+            "n": len(precision), "n_single": len(single), "examples": examples}
 
 
 def generator_agreement(generator, embedder, grid_path=None, per_category: int = 24, steps: int = 50,
