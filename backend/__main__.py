@@ -120,7 +120,8 @@ def cmd_models_train(args) -> int:
     bar = TerminalProgress()
     try:
         res = train_all(Path(args.out) if args.out else root / "assets" / "models", which, seed=args.seed,
-                        cache=Path(args.cache), progress=bar, log=lambda m: (bar.close(), print(m, flush=True)))
+                        cache=Path(args.cache), progress=bar, log=lambda m: (bar.close(), print(m, flush=True)),
+                        resume=args.resume)
     finally:
         bar.close()
     print(json.dumps(res, indent=1, default=float))
@@ -189,6 +190,7 @@ def main(argv=None) -> int:
     mt.add_argument("--seed", type=int, default=0)
     mt.add_argument("--out", default=None, help="folder (default assets/models)")
     mt.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")
+    mt.add_argument("--resume", action="store_true", help="generator: continue after the last finished cycle")
     mv = msub.add_parser("evaluate", help="measure the demo models on held-out images (updates training.json)")
     mv.add_argument("--seed", type=int, default=0)
     mv.add_argument("--out", default=None)

@@ -31,8 +31,9 @@ def stimulus_images(ws: Workspace, stim_ids, size: int | None = None) -> list[np
         for i in ids:
             r = rows.loc[i]
             if r.kind == "array":
-                arr = arrays.setdefault(r.path, ws.array(r.path))
-                img = np.asarray(arr[int(r.image_index)])
+                if r.path not in arrays:
+                    arrays[r.path] = ws.array(r.path)
+                img = np.asarray(arrays[r.path][int(r.image_index)])
             elif r.kind == "hdf5":
                 import h5py
 

@@ -148,25 +148,52 @@ def train_captioner(out: Path, data: dict, embedder, seed: int = 0, steps: int =
     return {"steps": steps, "batch": batch, "seconds": round(time.time() - t0), "final_loss": float(loss.item())}
 
 
-def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int = 1600, batch: int = 48,
-                    size: int = 32, p_uncond: float = 0.1, progress: ProgressFn = None, log=print) -> dict:
-    """Pixel-space diffusion at ``size`` px conditioned on the embedder's text features of a caption."""
-    from diffusers import DDIMScheduler, DDPMScheduler
+def train_generator(out: Path, data: dict, embedder, seed: int = 0, cycles: tuple[int, ...] = (1600, 1600),
+                    batch: int = 48, size: int = 32, p_uncond: float = 0.1, start_cycle: int = 0,
+                    progress: ProgressFn = None, log=print) -> dict:
+    """Pixel-space diffusion at ``size`` px conditioned on the embedder's text features of a caption.
+
+    The schedule is cosine cycles with warm restarts (``cycles`` steps each; fresh optimiser and a random stream
+    seeded by (seed, cycle) per cycle), saved after every cycle, so ``start_cycle=k`` resumes exactly from the
+    model saved after cycle k-1."""
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
     from .generator import EmbeddingConditionedPipeline, new_demo_unet
 
-    _seed_everything(seed)
     imgs = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
     imgs = F.interpolate(imgs, size=(size, size), mode="area")
     captions = data["captions"]
     flat = [c for cs in captions for c in cs]
     owner = np.concatenate([[i] * len(cs) for i, cs in enumerate(captions)])
     text = torch.from_numpy(embedder.text_features(flat))
-    unet = new_demo_unet(embedder.dim, size)
     train_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
-    opt = torch.optim.AdamW(unet.parameters(), lr=4e-4, weight_decay=0.0)
-    rng = np.random.default_rng(seed)
+    if start_cycle == 0:
+        _seed_everything(seed)
+        unet = new_demo_unet(embedder.dim, size)
+    else:
+        unet = UNet2DModel.from_pretrained(str(Path(out) / "unet"), local_files_only=True)
+        log(f"generator: resuming after cycle {start_cycle} from {out}")
     t0 = time.time()
+    for cycle in range(start_cycle, len(cycles)):
+        steps = cycles[cycle]
+        if cycle > 0:
+            torch.manual_seed(seed * 1000 + cycle)
+        rng = np.random.default_rng(seed if cycle == 0 else [seed, cycle])
+        loss = _generator_cycle(unet, imgs, text, owner, flat, train_sched, rng, steps, batch, p_uncond, cycle,
+                                progress, log, t0)
+        unet.eval()
+        pipe = EmbeddingConditionedPipeline(unet, DDIMScheduler.from_config(train_sched.config))
+        pipe.save_pretrained(str(out))
+        (Path(out) / "voxelscope.json").write_text(json.dumps({
+            "model_id": f"voxelscope/demo-pixel-diffusion-seed{seed}", "condition": embedder.model_id,
+            "cycles_done": cycle + 1, "cycles": list(cycles)}))
+    return {"cycles": list(cycles), "batch": batch, "size": size, "seconds_this_run": round(time.time() - t0),
+            "final_loss": float(loss)}
+
+
+def _generator_cycle(unet, imgs, text, owner, flat, train_sched, rng, steps, batch, p_uncond, cycle, progress,
+                     log, t0) -> float:
+    opt = torch.optim.AdamW(unet.parameters(), lr=4e-4, weight_decay=0.0)
     unet.train()
     for step in range(steps):
         cap = rng.choice(len(flat), batch, replace=False)
@@ -183,16 +210,10 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        report(progress, "Training generator", step + 1, steps)
+        report(progress, f"Training generator (cycle {cycle + 1})", step + 1, steps)
         if step % 200 == 0 or step == steps - 1:
-            log(f"generator step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
-    unet.eval()
-    pipe = EmbeddingConditionedPipeline(unet, DDIMScheduler.from_config(train_sched.config))
-    pipe.save_pretrained(str(out))
-    (Path(out) / "voxelscope.json").write_text(json.dumps({"model_id": f"voxelscope/demo-pixel-diffusion-seed{seed}",
-                                                           "condition": embedder.model_id}))
-    return {"steps": steps, "batch": batch, "size": size, "seconds": round(time.time() - t0),
-            "final_loss": float(loss.item())}
+            log(f"generator cycle {cycle + 1} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
+    return float(loss.item())
 
 
 def save_report(out: Path, name: str, report_: dict) -> None:
@@ -203,7 +224,7 @@ def save_report(out: Path, name: str, report_: dict) -> None:
 
 
 def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = None, workers: int | None = None,
-              progress: ProgressFn = None, log=print) -> dict:
+              progress: ProgressFn = None, log=print, resume: bool = False) -> dict:
     """Train the demo models named in ``which`` into ``out/<role>`` and evaluate them on held-out images."""
     from . import evaluate
     from .embedder import DemoClip
@@ -235,7 +256,11 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
     if "generator" in which:
         from .generator import load_generator
 
-        rep = train_generator(out / "generator", train, emb, seed=seed, progress=progress, log=log)
+        start = 0
+        info = out / "generator" / "voxelscope.json"
+        if resume and info.exists():
+            start = json.loads(info.read_text()).get("cycles_done", 1)
+        rep = train_generator(out / "generator", train, emb, seed=seed, start_cycle=start, progress=progress, log=log)
         gen = load_generator(out / "generator", embedder=emb)
         rep["category_agreement"] = evaluate.generator_agreement(gen, emb, out / "generator_samples.png")
         log(f"generator: category agreement {rep['category_agreement']['overall']:.3f}")
