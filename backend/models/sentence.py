@@ -11,7 +11,8 @@ class SentenceEmbedder:
         self.model = model
         self.model_id = model_id
         self.device = device
-        self.dim = model.get_sentence_embedding_dimension()
+        self.dim = (model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+                    else model.get_sentence_embedding_dimension())
 
     @classmethod
     def from_config(cls, path: str, device: str = "cpu") -> "SentenceEmbedder":
