@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .cortex import HEMIS
+from .nsd import ROI_FILE_NAMES as ROI_FILES
 from .progress import ProgressFn, report
-
-ROI_FILES = ("prf-visualrois", "floc-faces", "floc-places", "floc-bodies", "floc-words", "streams", "food")
 
 
 class AlgonautsFormatError(ValueError):

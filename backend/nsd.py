@@ -93,14 +93,6 @@ def read_stim_info(root: Path) -> pd.DataFrame:
     return df
 
 
-def parse_cropbox(text: str) -> tuple[float, float, float, float]:
-    """'(top, bottom, left, right)' fractions as four floats."""
-    vals = [float(v) for v in re.findall(r"[-+0-9.eE]+", str(text))]
-    if len(vals) != 4:
-        raise NSDFormatError(f"cropBox {text!r} does not have four numbers")
-    return tuple(vals)  # type: ignore[return-value]
-
-
 def read_coco_captions(paths) -> dict[int, list[str]]:
     caps: dict[int, list[str]] = {}
     for p in paths:

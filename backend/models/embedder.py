@@ -24,17 +24,23 @@ from .tokenizer import WordTokenizer
 DEMO_TYPE = "voxelscope-demo-clip"
 
 
-def _read_config(folder: Path, expected: str | None = None) -> dict:
+def _read_json(folder: Path, name: str, what: str = "") -> dict:
+    """``folder/name`` parsed; errors name the folder and the file."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {folder} does not exist")
-    p = folder / "config.json"
+    p = folder / name
     if not p.exists():
-        raise FileNotFoundError(f"model folder {folder} has no config.json")
+        raise FileNotFoundError(f"model folder {folder} has no {name}" + (f" ({what})" if what else ""))
     try:
-        cfg = json.loads(p.read_text())
+        return json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{p} is not valid JSON: {exc}") from exc
+
+
+def _read_config(folder: Path, expected: str | None = None) -> dict:
+    p = Path(folder) / "config.json"
+    cfg = _read_json(folder, "config.json")
     if expected and cfg.get("model_type") != expected:
         raise ValueError(f"{p}: model_type is {cfg.get('model_type')!r}, expected {expected!r}")
     return cfg
@@ -227,15 +233,17 @@ class HFClipEmbedder(Embedder):
         self.dim = self.model.config.projection_dim
         self.device = device
 
+    def _pixel_batches(self, images, batch_size: int):
+        arr = _to_uint8_batch(images)
+        for a in range(0, len(arr), batch_size):
+            yield self.processor(images=list(arr[a:a + batch_size]), return_tensors="pt")["pixel_values"].to(self.device)
+
     @torch.no_grad()
     def image_features(self, images, batch_size: int = 64) -> np.ndarray:
-        arr = _to_uint8_batch(images)
         out = []
-        for a in range(0, len(arr), batch_size):
-            px = self.processor(images=list(arr[a:a + batch_size]), return_tensors="pt")["pixel_values"]
-            f = self.model.get_image_features(pixel_values=px.to(self.device))
-            f = getattr(f, "pooler_output", f)
-            out.append(F.normalize(f, dim=-1).cpu())
+        for px in self._pixel_batches(images, batch_size):
+            f = self.model.get_image_features(pixel_values=px)
+            out.append(F.normalize(getattr(f, "pooler_output", f), dim=-1).cpu())
         return torch.cat(out).numpy()
 
     @torch.no_grad()
@@ -251,11 +259,9 @@ class HFClipEmbedder(Embedder):
 
     @torch.no_grad()
     def patch_tokens(self, images, batch_size: int = 64) -> np.ndarray:
-        arr = _to_uint8_batch(images)
         out = []
-        for a in range(0, len(arr), batch_size):
-            px = self.processor(images=list(arr[a:a + batch_size]), return_tensors="pt")["pixel_values"]
-            h = self.model.vision_model(pixel_values=px.to(self.device)).last_hidden_state[:, 1:]
+        for px in self._pixel_batches(images, batch_size):
+            h = self.model.vision_model(pixel_values=px).last_hidden_state[:, 1:]
             h = self.model.visual_projection(self.model.vision_model.post_layernorm(h))
             out.append(F.normalize(h, dim=-1).cpu())
         return torch.cat(out).numpy()

@@ -144,13 +144,11 @@ def load_generator(folder: str | Path, device: str = "cpu", embedder=None) -> Ge
     """A demo pipeline folder (model_index.json names EmbeddingConditionedPipeline) or a Stable Diffusion folder."""
     import json
 
+    from .embedder import _read_json
+
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model folder {folder} does not exist")
     idx = folder / "model_index.json"
-    if not idx.exists():
-        raise FileNotFoundError(f"model folder {folder} has no model_index.json (expected a diffusers pipeline)")
-    info = json.loads(idx.read_text())
+    info = _read_json(folder, "model_index.json", "expected a diffusers pipeline")
     cls = info.get("_class_name")
     model_id = info.get("_name_or_path") or f"diffusers:{folder.name}"
     if (folder / "voxelscope.json").exists():

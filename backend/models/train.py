@@ -88,10 +88,9 @@ def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batc
         texts = [captions[i][rng.integers(len(captions[i]))] for i in idx]
         ids, mask = tok.batch(texts)
         x = model.preprocess(images[idx])
-        if rng.random() < 0.5:
-            x = x.flip(-1)  # mirror: positions flip, but captions name left/right -> only flip when no side named
-            flip_ok = [("left" not in t and "right" not in t) for t in texts]
-            x = torch.where(torch.tensor(flip_ok)[:, None, None, None], x, x.flip(-1))
+        if rng.random() < 0.5:  # mirror the images whose captions name no side
+            no_side = torch.tensor([("left" not in t and "right" not in t) for t in texts])
+            x = torch.where(no_side[:, None, None, None], x.flip(-1), x)
         _, img = model.image(x)
         txt = model.text(ids, mask)
         img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
