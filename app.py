@@ -3,5 +3,6 @@ import streamlit as st
 
 st.set_page_config(page_title="VoxelScope", page_icon="🧠", layout="wide")
 
-pages = [st.Page("pages/home.py", title="Home", icon="🏠", default=True)]
+pages = [st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+         st.Page("pages/cortex.py", title="Cortex explorer", icon="🧠", url_path="explorer")]
 st.navigation(pages).run()

@@ -44,6 +44,7 @@ case "${1:-}" in
     apt_install libegl1 libegl-mesa0 libgl1-mesa-dri
     setup_python
     .venv/bin/python -m backend demo build --if-missing
+    .venv/bin/python -m backend encoder fit --if-missing
     exec .venv/bin/streamlit run app.py --server.headless true --server.port "${PORT:-8501}" \
       --browser.gatherUsageStats false "$@"
     ;;

@@ -9,6 +9,7 @@
     python -m backend models train [all|embedder|captioner|generator] [--seed 0]
     python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
+    python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
 
 ``--workspace PATH`` (or $VOXELSCOPE_WORKSPACE) selects the workspace folder.
 """
@@ -129,32 +130,35 @@ def cmd_models_train(args) -> int:
 
 
 def cmd_encoder_fit(ws: Workspace, args) -> int:
-    from .encoder import fit_encoder
-    from .features import stimulus_features
-    from .models import load_role, model_config
+    from .encoder import fit_encoders
     from .progress import TerminalProgress
 
-    cfg = model_config()
-    emb = load_role("embedder", args.device, cfg)
-    subjects = args.subject or ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist()
     bar = TerminalProgress()
     try:
-        feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=args.device, progress=bar)
-        for s in subjects:
-            res = fit_encoder(ws, s, feats, key, emb.model_id, cv=args.cv, device=args.device, progress=bar)
-            bar.close()
-            rois = ", ".join(f"{r or 'other'} {v:.2f}" for r, v in sorted(res["median_r2_nc_by_roi"].items()))
-            print(f"{s}: {res['n_train']:,} train / {res['n_test']:,} test images, median test r {res['median_r']:.3f}")
-            print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
+        results = fit_encoders(ws, args.subject, device=args.device, cv=args.cv, only_missing=args.if_missing,
+                               progress=bar)
     finally:
         bar.close()
+    for res in results:
+        rois = ", ".join(f"{r or 'other'} {v:.2f}" for r, v in sorted(res["median_r2_nc_by_roi"].items()))
+        print(f"{res['subject']}: {res['n_train']:,} train / {res['n_test']:,} test images, "
+              f"median test r {res['median_r']:.3f}")
+        print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
+    if not results:
+        print("every subject already has an encoder")
     return 0
 
 
 def cmd_figure(ws: Workspace, args) -> int:
-    from .figures import render_roi_map
+    from .figures import render_overlay, render_roi_map
 
-    path = render_roi_map(ws, args.subject, Path(args.out))
+    if args.fig_cmd == "overlay":
+        subject = args.subject or ws.query("SELECT min(subject) AS s FROM subjects").s.iloc[0]
+        path = render_overlay(ws, subject, args.overlay, Path(args.out), concept=args.concept, vmin=args.vmin,
+                              vmax=args.vmax, threshold=args.threshold, outlines=not args.no_outlines,
+                              mesh=args.surface, device=args.device)
+    else:
+        path = render_roi_map(ws, args.subject, Path(args.out))
     print(f"wrote {path}")
     return 0
 
@@ -200,12 +204,25 @@ def main(argv=None) -> int:
     ef = esub.add_parser("fit", help="embed the stimuli (cached) and fit ridge encoders per subject")
     ef.add_argument("--subject", nargs="*", default=None, help="default: every subject")
     ef.add_argument("--cv", choices=["gcv", "loo"], default="gcv")
+    ef.add_argument("--if-missing", action="store_true", help="only subjects without an encoder")
     ef.add_argument("--device", default="cpu")
     pf = sub.add_parser("figure", help="render figures off-screen")
     fsub = pf.add_subparsers(dest="fig_cmd", required=True)
     fr = fsub.add_parser("rois", help="ROI map, both hemispheres, several views")
     fr.add_argument("out")
     fr.add_argument("--subject", default=None)
+    fo = fsub.add_parser("overlay", help="an overlay (ROIs, noise ceiling, encoding accuracy, concept map) as a "
+                                         "multi-view PNG panel with colour bar and ROI outlines")
+    fo.add_argument("out")
+    fo.add_argument("--subject", default=None)
+    fo.add_argument("--overlay", default="rois", choices=["rois", "noise_ceiling", "r2_nc", "r_test", "concept"])
+    fo.add_argument("--concept", default="", help="text of the concept map (with --overlay concept)")
+    fo.add_argument("--vmin", type=float, default=None)
+    fo.add_argument("--vmax", type=float, default=None)
+    fo.add_argument("--threshold", type=float, default=None)
+    fo.add_argument("--surface", default="inflated", choices=["inflated", "pial", "white"])
+    fo.add_argument("--no-outlines", action="store_true")
+    fo.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     ws = Workspace(args.workspace)
     try:

@@ -69,6 +69,7 @@ class Hemisphere:
     sulc: np.ndarray  # (n_vertices,) sulcal depth (positive = deep)
     flat: np.ndarray | None = None
     cortex: np.ndarray | None = None  # (n_vertices,) bool, False on the medial wall
+    flat_faces: np.ndarray | None = None  # the flat patch's faces (the cut removes some)
 
     @property
     def n_vertices(self) -> int:
@@ -113,6 +114,7 @@ def load_fsaverage5() -> Surface:
             inflated=np.asarray(fs["inflated"].parts[n].coordinates, np.float32),
             sphere=np.asarray(fs["sphere"].parts[n].coordinates, np.float32),
             flat=np.asarray(fs["flat"].parts[n].coordinates, np.float32),
+            flat_faces=np.asarray(fs["flat"].parts[n].faces, np.int32),
             faces=np.asarray(fs["pial"].parts[n].faces, np.int32),
             sulc=np.asarray(sulc.data.parts[n], np.float32),
             cortex=np.asarray(thick.data.parts[n]) > 0,

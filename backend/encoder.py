@@ -73,3 +73,19 @@ def encoder_weights(ws: Workspace, subject: str, feature_key: str | None = None)
         raise KeyError(f"no encoder for {subject} in workspace {ws.path} (run `python -m backend encoder fit`)")
     arr = np.asarray(ws.array(df.weights_array.iloc[0]))
     return arr[:-1].T.copy(), arr[-1].copy(), df.feature_key.iloc[0]
+
+
+def fit_encoders(ws: Workspace, subjects=None, device: str = "cpu", cv: str = "gcv", only_missing: bool = False,
+                 progress: ProgressFn = None) -> list[dict]:
+    """Embed the stimuli with the configured embedder (cached) and fit an encoder per subject.
+    ``only_missing``: skip subjects that already have an encoder on these features."""
+    from .features import stimulus_features
+    from .models import load_role, model_config
+
+    cfg = model_config()
+    emb = load_role("embedder", device, cfg)
+    subjects = subjects or ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist()
+    feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=device, progress=progress)
+    done = set(ws.query("SELECT subject FROM encoders WHERE feature_key = ?", [key]).subject) if only_missing else set()
+    return [fit_encoder(ws, s, feats, key, emb.model_id, cv=cv, device=device, progress=progress)
+            for s in subjects if s not in done]

@@ -155,3 +155,86 @@ def cached_roi_map(ws, subject: str) -> Path:
         if res.returncode != 0 or not out.exists():
             raise RuntimeError(f"rendering the ROI map failed: {res.stderr.strip()[-500:]}")
     return out
+
+
+def overlay_figure(ws, subject: str, overlay_name: str, concept: str = "", vmin=None, vmax=None, threshold=None,
+                   outlines: bool = True, mesh: str = "inflated", dpi: int = 150, device: str = "cpu"):
+    """Publication panel of one overlay: both hemispheres x lateral / medial / ventral, sulcal shading,
+    ROI outlines, colour bar (or ROI legend) and a title naming subject, overlay and range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch
+
+    from .explore import overlay, roi_overlay
+    from .viewer import vertex_colours
+
+    surface = workspace_surface(ws)
+    n = surface.n_vertices
+    embedder = None
+    if overlay_name == "concept":
+        from .models import load_role
+
+        embedder = load_role("embedder", device)
+    ov = overlay(ws, subject, overlay_name, n, concept=concept, embedder=embedder)
+    rois = roi_overlay(ws, subject, n)
+    lo, hi = ov.default_range()
+    lo = lo if vmin is None else vmin
+    hi = hi if vmax is None else vmax
+    colours = vertex_colours(surface, ov, rois, lo, hi, threshold, outlines)
+    img = render_views(surface, colours, size=(520, 430), mesh=mesh)
+    side = 2.2
+    fig = plt.figure(figsize=(img.shape[1] / dpi + side, img.shape[0] / dpi + 0.5), dpi=dpi)
+    w = img.shape[1] / (img.shape[1] + side * dpi)
+    ax = fig.add_axes([0, 0, w, img.shape[0] / (img.shape[0] + 0.5 * dpi)])
+    ax.imshow(img)
+    ax.axis("off")
+    fig.suptitle(f"{subject} · {ov.label}", x=w / 2, fontsize=12)
+    if ov.categorical:
+        fig.legend(handles=[Patch(facecolor=c["colour"], label=c["name"]) for c in ov.categories],
+                   loc="center right", frameon=False, fontsize=8, ncol=1 if len(ov.categories) < 16 else 2)
+    else:
+        cax = fig.add_axes([w + 0.25 * (1 - w), 0.15, 0.12 * (1 - w), 0.6])
+        cb = fig.colorbar(ScalarMappable(Normalize(lo, hi), colormaps[ov.cmap]), cax=cax)
+        cb.set_label(ov.units or ov.label, fontsize=9)
+        if threshold is not None:
+            cax.set_title(f"|v| ≥ {threshold:g}" if ov.symmetric else f"≥ {threshold:g}", fontsize=8)
+    return fig
+
+
+def render_overlay(ws, subject: str, overlay_name: str, out: Path, **kwargs) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = overlay_figure(ws, subject, overlay_name, **kwargs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, out)
+    plt.close(fig)
+    return out
+
+
+def overlay_png_subprocess(ws, subject: str, overlay_name: str, out: Path, concept: str = "", vmin=None, vmax=None,
+                           threshold=None, outlines: bool = True, mesh: str = "inflated") -> Path:
+    """``render_overlay`` in a child process (VTK's EGL context stays out of the caller's threads)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "backend", "--workspace", str(ws.path), "figure", "overlay", str(out),
+           "--subject", subject, "--overlay", overlay_name, "--surface", mesh]
+    if concept:
+        cmd += ["--concept", concept]
+    for flag, val in (("--vmin", vmin), ("--vmax", vmax), ("--threshold", threshold)):
+        if val is not None:
+            cmd += [flag, repr(float(val))]
+    if not outlines:
+        cmd.append("--no-outlines")
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    if res.returncode != 0 or not Path(out).exists():
+        raise RuntimeError(f"rendering the figure failed: {res.stderr.strip()[-600:]}")
+    return Path(out)

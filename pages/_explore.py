@@ -1,0 +1,316 @@
+"""Cortex explorer helpers: cached backend calls, URL state, the voxel card. No algorithms here."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from backend.explore import EARLY_ROIS, OVERLAYS  # noqa: F401  (re-exported for the page)
+from backend.viewer import SHOW, VIEWS  # noqa: F401
+from backend.workspace import Workspace
+
+DEFAULT_VIEW = "ventral"  # shows most category ROIs (FFA, PPA, VWFA, food) and ventral V1-V3 at once
+
+
+# ---------------------------------------------------------------- cached reads
+@st.cache_data(show_spinner=False)
+def subjects(path: str, stamp: float) -> list[str]:
+    from backend.explore import subjects as subs
+
+    return subs(Workspace(path))
+
+
+@st.cache_data(show_spinner=False)
+def has_encoder(path: str, stamp: float, subject: str) -> bool:
+    from backend.explore import has_encoder as has
+
+    return has(Workspace(path), subject)
+
+
+@st.cache_resource(show_spinner="Loading the embedder…")
+def embedder():
+    from backend.models import load_role
+
+    return load_role("embedder")
+
+
+@st.cache_data(show_spinner=False)
+def caption_baseline(path: str, stamp: float) -> np.ndarray:
+    from backend.explore import caption_baseline as base
+
+    return base(Workspace(path), embedder())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def overlay(path: str, stamp: float, subject: str, name: str, concept: str, n_vertices: dict):
+    from backend.explore import overlay as make
+
+    if name != "concept":
+        return make(Workspace(path), subject, name, n_vertices)
+    return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder(),
+                baseline=caption_baseline(path, stamp))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def top_voxels(path: str, stamp: float, subject: str, concept: str, n: int = 15):
+    from backend.explore import concept_scores, top_voxels as top
+
+    ws = Workspace(path)
+    scores = concept_scores(ws, subject, concept, embedder(), caption_baseline(path, stamp))
+    return top(ws, subject, scores, n).reset_index(drop=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def find_voxel(path: str, stamp: float, subject: str, hemi: str, vertex: int):
+    from backend.explore import find_voxel as find
+
+    return find(Workspace(path), subject, hemi, vertex)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def card_data(path: str, stamp: float, subject: str, voxel: int) -> dict:
+    from backend.data import captions, stimulus_images
+    from backend.explore import voxel_card
+
+    ws = Workspace(path)
+    card = voxel_card(ws, subject, voxel)
+    for k in ("top_measured", "top_predicted"):
+        if card[k] is not None:
+            ids = card[k].stim_id.tolist()
+            card[k + "_images"] = stimulus_images(ws, ids, size=128)
+            caps = captions(ws, ids)
+            card[k]["caption"] = [(caps.get(int(i)) or [""])[0] for i in ids]
+    return card
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def contrast_energy(path: str, stamp: float, subject: str):
+    from backend.data import subject_betas
+    from backend.explore import contrast_energy_matrix
+
+    _, rows = subject_betas(Workspace(path), subject)
+    train = (rows.split == "train").to_numpy()
+    return train, contrast_energy_matrix(Workspace(path), rows.stim_id.to_numpy()[train])
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outlines, mesh) -> bytes:
+    import tempfile
+    from pathlib import Path
+
+    from backend.figures import overlay_png_subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "figure.png"
+        overlay_png_subprocess(Workspace(path), subject, name, out, concept=concept, vmin=vmin, vmax=vmax,
+                               threshold=threshold, outlines=outlines, mesh=mesh)
+        return out.read_bytes()
+
+
+def fit_encoders_with_progress(ws: Workspace) -> None:
+    from backend.encoder import fit_encoders
+    from backend.progress import Eta
+
+    bar = st.progress(0.0, text="Starting")
+    eta = Eta()
+
+    def progress(stage, done, total):
+        bar.progress(min(done / max(total, 1), 1.0), text=eta.text(stage, done, total))
+
+    fit_encoders(ws, only_missing=True, progress=progress)
+    st.cache_data.clear()
+
+
+# ---------------------------------------------------------------- URL state
+def init_state_from_url(subject_list: list[str], kinds: list[str], n_vertices: dict) -> list[str]:
+    """Fill the page's widget state from the URL once per session; return messages about bad parameters."""
+    ss = st.session_state
+    if "cx_errors" in ss:
+        return ss.cx_errors
+    qp = st.query_params
+    errors: list[str] = []
+
+    def choose(param, allowed, default, what):
+        v = qp.get(param)
+        if v is None or v in allowed:
+            return v if v is not None else default
+        errors.append(f"Unknown {what} `{v}` in the link (choose one of: {', '.join(map(str, allowed))}); "
+                      f"showing `{default}` instead.")
+        return default
+
+    ss.cx_subject = choose("subject", subject_list, subject_list[0], "subject")
+    ss.cx_overlay = choose("overlay", list(OVERLAYS), "rois", "overlay")
+    ss.cx_surface = choose("surface", kinds, "inflated", "surface")
+    ss.cx_view = choose("view", list(VIEWS), DEFAULT_VIEW, "view")
+    ss.cx_show = choose("hemi", list(SHOW), "both", "hemisphere")
+    if qp.get("q"):
+        ss.cx_concept = qp.get("q")
+    ss.cx_sel = None
+    raw = qp.get("vertex")
+    if raw:
+        hemi, _, num = raw.partition(":")
+        if hemi not in ("lh", "rh") or not num.isdigit():
+            errors.append(f"Bad vertex `{raw}` in the link: expected `lh:<number>` or `rh:<number>`.")
+        elif int(num) >= n_vertices[hemi]:
+            errors.append(f"Vertex {num} does not exist: the {hemi} surface has {n_vertices[hemi]:,} vertices "
+                          f"(0 to {n_vertices[hemi] - 1:,}).")
+        else:
+            ss.cx_sel = (hemi, int(num))
+    ss.cx_errors = errors
+    return errors
+
+
+def write_url(overlay_name: str, concept: str) -> None:
+    ss = st.session_state
+    params = {"subject": ss.cx_subject, "overlay": overlay_name, "surface": ss.cx_surface, "view": ss.cx_view,
+              "hemi": ss.cx_show}
+    if overlay_name == "concept" and concept:
+        params["q"] = concept
+    if ss.get("cx_sel"):
+        params["vertex"] = f"{ss.cx_sel[0]}:{ss.cx_sel[1]}"
+    if {k: st.query_params.get(k) for k in st.query_params} != params:
+        st.query_params.from_dict(params)
+
+
+def clear_selection() -> None:
+    st.session_state.cx_sel = None
+    st.session_state.cx_errors = []
+
+
+def on_pick() -> None:
+    res = st.session_state.get("cx_viewer")
+    pick = getattr(res, "pick", None)
+    if pick is None and isinstance(res, dict):
+        pick = res.get("pick")
+    if pick and pick.get("hemi") in ("lh", "rh"):
+        st.session_state.cx_sel = (pick["hemi"], int(pick["vertex"]))
+        st.session_state.cx_errors = []
+
+
+def vertex_entry(subject: str, n_vertices: dict) -> None:
+    def go():
+        h, v = st.session_state.cx_go_hemi, st.session_state.cx_go_vertex
+        if v is not None:
+            st.session_state.cx_sel = (h, int(v))
+            st.session_state.cx_errors = []
+
+    with st.form("vertex_form", border=False):
+        c = st.columns([1, 2, 1], vertical_alignment="bottom")
+        c[0].selectbox("Hemisphere", ["lh", "rh"], key="cx_go_hemi")
+        c[1].number_input("Vertex", min_value=0, max_value=max(n_vertices.values()) - 1, step=1, value=None,
+                          key="cx_go_vertex", placeholder="type a vertex number")
+        c[2].form_submit_button("Show", on_click=go, width="stretch")
+
+
+# ---------------------------------------------------------------- the voxel card
+def voxel_card(ws: Workspace, path: str, stamp: float, subject: str, hemi: str, vertex: int) -> None:
+    side = {"lh": "left", "rh": "right"}[hemi]
+    voxel = find_voxel(path, stamp, subject, hemi, int(vertex))
+    if voxel is None:
+        st.subheader(f"{hemi} vertex {vertex}")
+        st.warning(f"Vertex {vertex} of the {side} hemisphere is not one of {subject}'s voxels (it lies outside "
+                   "the visual-cortex mask the data cover). Click inside the coloured region.")
+        return
+    card = card_data(path, stamp, subject, voxel)
+    roi = card["roi"] or "no ROI"
+    st.subheader(f"{roi} · {hemi} vertex {vertex}")
+    st.caption(f"{subject} · voxel {voxel} · {side} hemisphere")
+    m = st.columns(3)
+    m[0].metric("Noise ceiling", f"{card['noise_ceiling']:.1f} %", help="NSD's noise ceiling: % of the variance of "
+                "the repeat-averaged betas that is not noise")
+    m[1].metric("Test r", "—" if card["r_test"] is None else f"{card['r_test']:.2f}",
+                help="Encoder prediction vs measured response on the shared test images")
+    m[2].metric("R² / noise ceiling", "—" if card["r2_nc"] is None else f"{card['r2_nc']:.2f}")
+    truth = card.get("truth")
+    if truth:
+        cat = truth["category"] or "no category"
+        st.caption(f"Ground truth (synthetic world): **{cat}**-selective; true pRF at "
+                   f"({truth['prf_x']:.1f}°, {truth['prf_y']:.1f}°), σ {truth['prf_sigma']:.1f}°.")
+    tabs = ["Top images (measured)", "Top images (predicted)", "Categories"]
+    early = card["roi"] in EARLY_ROIS
+    if early:
+        tabs.append("Receptive field")
+    t = st.tabs(tabs)
+    with t[0]:
+        st.caption("The images this voxel responded to most (z-scored betas, repeats averaged).")
+        _grid(card["top_measured"], card["top_measured_images"], "response",
+              lambda r: f"{r.response:+.2f} z · {_short(r.caption)}")
+    with t[1]:
+        if card["top_predicted"] is None:
+            st.info("No encoder for this subject yet.")
+        else:
+            _grid(card["top_predicted"], card["top_predicted_images"], "predicted",
+                  lambda r: f"{r.predicted:+.2f} z{'' if r.seen else ' · unseen'} · {_short(r.caption)}")
+            st.caption("Predicted by the encoder over the whole stimulus pool, including images the subject never saw.")
+    with t[2]:
+        st.pyplot(_category_plot(card["category_means"]), width="stretch")
+        st.caption("Mean response (z) to the images containing each category, ± s.e.m.")
+    if early:
+        with t[3]:
+            with st.spinner("Estimating the receptive field (contrast energy of the training images, once)…"):
+                train, energy = contrast_energy(path, stamp, subject)
+            from backend.data import subject_betas
+            from backend.explore import receptive_field
+            from backend.stimuli import FIELD_DEG
+
+            betas, _ = subject_betas(ws, subject)
+            rf = receptive_field(np.asarray(betas[train, voxel]), energy, FIELD_DEG)
+            st.pyplot(_rf_plot(rf, truth), width="stretch")
+            st.caption("Correlation of the voxel's response with local contrast energy over the visual field "
+                       "(training images); circle: Gaussian fitted to the peak (1σ)"
+                       + ("; dashed: true pRF" if truth else "") + ".")
+
+
+def _short(text: str, n: int = 38) -> str:
+    return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _grid(df, images, col, caption) -> None:
+    cols = st.columns(4)
+    for k, (row, img) in enumerate(zip(df.itertuples(), images)):
+        with cols[k % 4]:
+            st.image(img, caption=caption(row), width="stretch")
+
+
+def _category_plot(means):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 2.4), dpi=110)
+    m = means.sort_values("mean")
+    colours = ["#d62728" if v > 0 else "#7f7f7f" for v in m["mean"]]
+    ax.barh(m.index, m["mean"], xerr=m["sem"], color=colours, capsize=2)
+    ax.axvline(0, color="#333", lw=0.8)
+    ax.set_xlabel("mean response (z)")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def _rf_plot(rf, truth):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    e = rf["extent"]
+    fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=110)
+    lim = float(np.abs(rf["map"]).max()) or 1.0
+    im = ax.imshow(rf["map"], extent=(-e, e, -e, e), origin="upper", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    if rf["x"] is not None:
+        ax.add_patch(Circle((rf["x"], rf["y"]), rf["sigma"], fill=False, color="k", lw=1.5))
+        ax.plot(rf["x"], rf["y"], "k+")
+    if truth and truth.get("prf_x") is not None:
+        ax.add_patch(Circle((truth["prf_x"], truth["prf_y"]), truth["prf_sigma"], fill=False, color="#2ca02c",
+                            lw=1.5, ls="--"))
+    ax.axhline(0, color="#999", lw=0.5)
+    ax.axvline(0, color="#999", lw=0.5)
+    ax.set_xlim(-e, e)
+    ax.set_ylim(-e, e)
+    ax.set_xlabel("x (deg)")
+    ax.set_ylabel("y (deg)")
+    fig.colorbar(im, ax=ax, label="r", shrink=0.8)
+    fig.tight_layout()
+    return fig

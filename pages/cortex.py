@@ -1,0 +1,145 @@
+"""Cortex explorer: overlays on an interactive surface, click a voxel for its card, concept maps, figures.
+
+Subject, overlay, concept, surface, view, hemisphere and the selected vertex live in the URL, so a link
+reopens the same view. All computation is in backend.explore / backend.viewer / backend.figures.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _explore as ex
+from pages._state import db_stamp, workspace, workspace_busy
+from pages._surface import surface_and_files, surface_viewer
+
+ws = workspace()
+st.title("Cortex explorer")
+if workspace_busy(ws):
+    st.warning(f"The workspace `{ws.path}` is being written by another process. Reload this page when it has finished.")
+    st.stop()
+if not ws.exists:
+    st.info("No world loaded yet: open the Home page to build the demo world, or import NSD data "
+            "(`python -m backend import nsd ...`).")
+    st.stop()
+
+path, stamp = str(ws.path), db_stamp(ws)
+subjects = ex.subjects(path, stamp)
+try:
+    surface, files = surface_and_files(path, stamp)
+except (FileNotFoundError, ValueError) as exc:
+    st.error(f"The surface of this workspace could not be loaded: {exc}")
+    st.stop()
+kinds = list(files["positions"])
+n_vertices = surface.n_vertices
+
+# ---------------------------------------------------------------- state from the URL (once per session)
+errors = ex.init_state_from_url(subjects, kinds, n_vertices)
+for msg in errors:
+    st.error(msg)
+
+encoders = {s: ex.has_encoder(path, stamp, s) for s in subjects}
+overlay_names = {k: v[0] for k, v in ex.OVERLAYS.items()}
+
+c = st.columns([1, 2, 1, 1, 1])
+subject = c[0].selectbox("Subject", subjects, key="cx_subject", on_change=ex.clear_selection)
+overlay_name = c[1].selectbox("Overlay", list(overlay_names), format_func=overlay_names.get, key="cx_overlay")
+kind = c[2].selectbox("Surface", kinds, key="cx_surface")
+view = c[3].selectbox("View", ex.VIEWS, key="cx_view", disabled=kind == "flat",
+                      help="The flat map is always seen from above.")
+show = c[4].selectbox("Hemispheres", ex.SHOW, key="cx_show",
+                      format_func={"both": "both", "lh": "left", "rh": "right"}.get)
+
+needs_encoder = ex.OVERLAYS[overlay_name][1]
+if needs_encoder and not encoders[subject]:
+    st.warning(f"{subject} has no encoder yet, so encoding accuracy and concept maps are not available.")
+    if st.button(f"Fit encoders now (about a minute per subject on 2 cores)"):
+        ex.fit_encoders_with_progress(ws)
+        st.rerun()
+    overlay_name = "rois"
+
+concept = ""
+if overlay_name == "concept":
+    with st.form("concept_form", border=False):
+        fc = st.columns([5, 1])
+        concept = fc[0].text_input("Concept", key="cx_concept", placeholder="a smiling face, food on a plate, a house …",
+                                   help="Any text: the embedder's text features, dotted with each voxel's encoder "
+                                        "weights, predict how much the voxel prefers it.")
+        fc[1].form_submit_button("Map it", width="stretch")
+    concept = (st.session_state.get("cx_concept") or "").strip()
+    if not concept:
+        st.info("Type a concept to map it, e.g. *a smiling face* or *food on a plate*.")
+        overlay_name = "rois"
+
+try:
+    ov = ex.overlay(path, stamp, subject, overlay_name, concept, n_vertices)
+except (LookupError, ValueError) as exc:
+    st.error(str(exc))
+    ov = ex.overlay(path, stamp, subject, "rois", "", n_vertices)
+rois = ex.overlay(path, stamp, subject, "rois", "", n_vertices)
+
+with st.expander("Display: colour range, threshold, outlines", expanded=False):
+    d = st.columns([3, 2, 1, 1])
+    lo, hi = ov.default_range()
+    vmin = vmax = threshold = None
+    if not ov.categorical:
+        span = max(abs(lo), abs(hi)) if ov.symmetric else hi - lo
+        bounds = (-2 * span, 2 * span) if ov.symmetric else (min(lo, 0.0), hi + span)
+        vmin, vmax = d[0].slider("Colour range", float(bounds[0]), float(bounds[1]), (float(lo), float(hi)),
+                                 key=f"cx_range_{overlay_name}_{concept}", format="%.3g")
+        threshold = d[1].number_input("Threshold" + (" on |value|" if ov.symmetric else ""), value=None,
+                                      key=f"cx_thr_{overlay_name}", format="%.3g", placeholder="none",
+                                      help="Vertices below it show the sulcal background.")
+    outlines = d[2].checkbox("ROI outlines", value=True, key="cx_outlines")
+    labels = d[3].checkbox("ROI labels", value=True, key="cx_labels")
+
+ex.write_url(overlay_name, concept)
+
+sel = st.session_state.get("cx_sel")
+left, right = st.columns([3, 2], gap="medium")
+with left:
+    from backend.viewer import viewer_message
+
+    msg = viewer_message(surface, files, "/app/static/cache/", ov, rois, surface_kind=kind,
+                         view=view if kind != "flat" else "lateral", show=show, vmin=vmin, vmax=vmax,
+                         threshold=threshold, outlines=outlines, labels=labels,
+                         selected={"hemi": sel[0], "vertex": sel[1]} if sel else None)
+    surface_viewer(msg, key="cx_viewer", on_pick=ex.on_pick)
+    st.caption("Drag to rotate, scroll to zoom, right-drag to pan; **click a point to open its voxel card**.")
+    if ov.name == "concept":
+        st.markdown(f"**Voxels that prefer “{concept}”** (select a row to open its card)")
+        top = ex.top_voxels(path, stamp, subject, concept)
+        event = st.dataframe(top, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                             key=f"cx_top_{concept}", column_config={
+                                 "score": st.column_config.NumberColumn("score", format="%.3f"),
+                                 "noise_ceiling": st.column_config.NumberColumn("NC %", format="%.1f"),
+                                 "r2_nc": st.column_config.NumberColumn("R²/NC", format="%.2f")})
+        rows = event.selection.rows if event is not None else []
+        if rows:
+            r = top.iloc[rows[0]]
+            if st.session_state.get("cx_sel") != (r.hemi, int(r.vertex)):
+                st.session_state.cx_sel = (r.hemi, int(r.vertex))
+                st.rerun()
+    with st.expander("Publication figure (PyVista, off-screen)"):
+        st.caption("Both hemispheres, lateral / medial / ventral, with colour bar and ROI outlines. The same "
+                   "figure from the command line: `python -m backend figure overlay out.png --subject "
+                   f"{subject} --overlay {ov.name}" + (f' --concept "{concept}"' if concept else "") + "`")
+        if st.button("Render figure"):
+            with st.spinner("Rendering (a few seconds)…"):
+                try:
+                    png = ex.figure_png(path, stamp, subject, ov.name, concept, vmin, vmax, threshold, outlines,
+                                        kind if kind != "flat" else "inflated")
+                    st.session_state.cx_figure = (png, f"voxelscope_{subject}_{ov.name}.png")
+                except RuntimeError as exc:
+                    st.error(str(exc))
+        if st.session_state.get("cx_figure"):
+            png, name = st.session_state.cx_figure
+            st.image(png, width="stretch")
+            st.download_button("Download PNG", png, file_name=name, mime="image/png")
+
+with right:
+    ex.vertex_entry(subject, n_vertices)
+    sel = st.session_state.get("cx_sel")
+    if sel is None:
+        st.info("Click a point on the surface (or enter a vertex above) to see that voxel's card: its ROI, noise "
+                "ceiling, encoding accuracy, top images and category profile.")
+    else:
+        ex.voxel_card(ws, path, stamp, subject, sel[0], sel[1])
