@@ -65,6 +65,11 @@ if overlay_name == "concept":
                                         "weights, predict how much the voxel prefers it.")
         fc[1].form_submit_button("Map it", width="stretch")
     concept = (st.session_state.get("cx_concept") or "").strip()
+    unknown = ex.embedder().unknown_words(concept) if concept else []
+    if unknown:
+        st.warning(f"The embedder does not know {', '.join(repr(w) for w in unknown)}: those words are ignored, so "
+                   "the map reflects only the rest of the text. The demo embedder knows the words of the demo "
+                   "world's captions (faces, people, buildings, food, text, objects and their details).")
     if not concept:
         st.info("Type a concept to map it, e.g. *a smiling face* or *food on a plate*.")
         overlay_name = "rois"

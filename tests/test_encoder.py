@@ -62,25 +62,6 @@ def test_accuracy_helpers_are_the_textbook_formulas():
 
 
 # ---------------------------------------------------------------------------------------- on the demo world
-@pytest.fixture(scope="module")
-def fitted_world(tmp_path_factory):
-    """A small demo world (2,300 images, 1,100 per subject) with the shipped demo embedder and encoders fitted."""
-    from backend.encoder import fit_encoder
-    from backend.features import stimulus_features
-    from backend.models import load_role, model_config
-    from backend.workspace import Workspace
-    from backend.world import WorldConfig, build_demo_world
-
-    ws = Workspace(tmp_path_factory.mktemp("enc") / "ws")
-    build_demo_world(ws, WorldConfig(n_images=2300, n_shared=100, n_unique=1000, trials_per_session=150,
-                                     sessions=[22, 18], roi_scale=[1.0, 0.85]))
-    cfg = model_config()
-    emb = load_role("embedder", config=cfg)
-    feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"])
-    summaries = {s: fit_encoder(ws, s, feats, key, emb.model_id) for s in ("subj01", "subj02")}
-    return ws, emb, feats, key, summaries
-
-
 def test_features_are_computed_once_and_reused(fitted_world):
     from backend.features import stimulus_features
     from backend.models import model_config

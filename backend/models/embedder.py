@@ -147,6 +147,10 @@ class Embedder:
     def patch_tokens(self, images, batch_size: int = 256) -> np.ndarray:  # (n, n_patches, dim)
         raise NotImplementedError
 
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` the text tower cannot represent (a word-level vocabulary); [] for subword models."""
+        return []
+
 
 class DemoClip(Embedder):
     """Our demo CLIP: trained by ``python -m backend models train`` on the procedural world."""
@@ -157,6 +161,11 @@ class DemoClip(Embedder):
         self.model_id = model_id
         self.dim = model.config["dim"]
         self.device = device
+
+    def unknown_words(self, text: str) -> list[str]:
+        from .tokenizer import words
+
+        return [w for w in words(text) if w not in self.tokenizer.index]
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "cpu") -> "DemoClip":

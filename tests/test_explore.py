@@ -1,0 +1,182 @@
+"""Cortex explorer backend: concept maps, voxel cards, overlays, the viewer's wire format, meshes, figures."""
+import gzip
+
+import numpy as np
+import pytest
+
+from backend.cortex import HEMIS, load_fsaverage5
+from backend.explore import (EARLY_ROIS, concept_scores, find_voxel, overlay, receptive_field, roi_overlay,
+                             top_voxels, voxel_card, voxel_table)
+from backend.meshdata import (NO_VALUE, decode_faces, decode_overlay, encode_faces, encode_overlay,
+                              positions_blob, subdivide, topology_blob, unpack, write_mesh_files)
+from backend.viewer import parse_message, roi_boundary, vertex_colours, viewer_message
+
+FACE_ROIS = {"OFA", "FFA-1", "FFA-2", "aTL-faces", "mTL-faces"}
+PLACE_ROIS = {"OPA", "PPA", "RSC"}
+
+
+@pytest.fixture(scope="module")
+def fs5():
+    return load_fsaverage5()
+
+
+@pytest.mark.parametrize("subject", ["subj01", "subj02"])
+@pytest.mark.parametrize("query,rois", [("a smiling face", FACE_ROIS), ("a photo of a face", FACE_ROIS),
+                                        ("a house in a field", PLACE_ROIS), ("a building", PLACE_ROIS)])
+def test_concept_map_peaks_in_the_matching_rois(fitted_world, subject, query, rois):
+    ws, emb, *_ = fitted_world
+    scores = concept_scores(ws, subject, query, emb)
+    top = top_voxels(ws, subject, scores, 10)
+    share = top.roi.isin(rois).mean()
+    assert share >= 0.6, (query, top.roi.tolist())
+    # and the ROI's median score is above every early visual ROI's
+    vox = voxel_table(ws, subject).assign(score=scores)
+    med = vox.groupby("roi").score.median()
+    assert med[med.index.isin(rois)].max() > med[med.index.isin(EARLY_ROIS)].max()
+
+
+def test_concept_rejects_empty_text_and_names_unknown_words(fitted_world):
+    ws, emb, *_ = fitted_world
+    assert emb.unknown_words("a smiling face") == []
+    assert emb.unknown_words("a face and a zeppelin") == ["zeppelin"]
+    with pytest.raises(ValueError, match="empty"):
+        concept_scores(ws, "subj01", "   ", emb)
+
+
+def test_voxel_card_of_a_face_voxel_shows_mostly_faces(fitted_world):
+    ws, *_ = fitted_world
+    vox = voxel_table(ws, "subj01")
+    best = vox[vox.roi.isin(["FFA-1", "FFA-2"])].sort_values("r2_nc", ascending=False).iloc[0]
+    assert find_voxel(ws, "subj01", best.hemi, int(best.vertex)) == int(best.voxel)
+    card = voxel_card(ws, "subj01", int(best.voxel))
+    assert card["roi"] in ("FFA-1", "FFA-2") and card["truth"]["category"] == "face"
+    cats = ws.query("SELECT stim_id, categories FROM stimuli").set_index("stim_id").categories
+    for key in ("top_measured", "top_predicted"):
+        ids = card[key].stim_id.tolist()
+        has_face = np.mean(["face" in list(cats[i]) for i in ids])
+        assert has_face >= 0.75, (key, has_face)
+    assert card["category_means"].index[0] == "face"
+    assert len(card["top_measured"]) == 8 and card["top_measured"].response.is_monotonic_decreasing
+
+
+def test_voxel_card_and_lookup_errors(fitted_world):
+    ws, *_ = fitted_world
+    assert find_voxel(ws, "subj01", "lh", 0) is None or isinstance(find_voxel(ws, "subj01", "lh", 0), int)
+    with pytest.raises(KeyError, match="no voxel 999999"):
+        voxel_card(ws, "subj01", 999999)
+    with pytest.raises(KeyError, match="subject 'nobody'"):
+        voxel_table(ws, "nobody")
+    with pytest.raises(ValueError, match="hemisphere"):
+        find_voxel(ws, "subj01", "xh", 3)
+    with pytest.raises(KeyError, match="unknown overlay 'nope'"):
+        overlay(ws, "subj01", "nope", {"lh": 10242, "rh": 10242})
+
+
+def test_receptive_field_estimate_finds_a_known_rf():
+    rng = np.random.default_rng(0)
+    energy = rng.random((3000, 16, 16)).astype(np.float32)
+    # true RF: rows 3-4 (top), columns 10-11 (right) of an image spanning 8 deg
+    y = energy[:, 3:5, 10:12].mean((1, 2)) + 0.05 * rng.normal(size=3000)
+    rf = receptive_field(y, energy, 8.0)
+    cell = 8.0 / 16
+    assert abs(rf["x"] - (-4 + 11 * cell)) < 0.3 and abs(rf["y"] - (4 - 4 * cell)) < 0.3
+    assert rf["peak_r"] > 0.3
+
+
+def test_roi_overlay_and_outlines(fitted_world, fs5):
+    ws, *_ = fitted_world
+    rois = roi_overlay(ws, "subj01", fs5.n_vertices)
+    names = [c["name"] for c in rois.categories]
+    assert {"FFA-1", "PPA", "V1v"} <= set(names)
+    vox = voxel_table(ws, "subj01")
+    ffa = vox[vox.roi == "FFA-1"].iloc[0]
+    assert names[int(rois.values[ffa.hemi][ffa.vertex]) - 1] == "FFA-1"
+    labels = np.nan_to_num(rois.values["lh"]).astype(np.uint8)
+    b = roi_boundary(fs5.lh.faces, labels)
+    assert b.any() and (labels[b] > 0).all() and b.sum() < (labels > 0).sum()
+
+
+def test_viewer_message_round_trip_and_bad_input(fitted_world, fs5, tmp_path):
+    ws, *_ = fitted_world
+    files = write_mesh_files(fs5, tmp_path)
+    ov = overlay(ws, "subj01", "noise_ceiling", fs5.n_vertices)
+    rois = roi_overlay(ws, "subj01", fs5.n_vertices)
+    msg = viewer_message(fs5, files, "/static/", ov, rois, view="medial", show="lh", threshold=5.0,
+                         selected={"hemi": "lh", "vertex": 7})
+    header, codes, ri = parse_message(msg)
+    assert header["view"] == "medial" and header["hemi"] == "lh" and header["overlay"]["threshold"] == 5.0
+    assert header["mesh"]["positions"] == "/static/" + files["positions"]["inflated"]
+    vals = decode_overlay(codes, header["overlay"]["lo"], header["overlay"]["hi"])
+    both = np.concatenate([ov.values[h] for h in HEMIS])
+    assert np.array_equal(np.isnan(vals), np.isnan(both))
+    assert np.nanmax(np.abs(vals - both)) < 1e-3 * np.nanmax(both)
+    # the message is small: 3 bytes per vertex plus a header
+    assert len(msg) < 3 * 20484 + 20000
+    with pytest.raises(ValueError, match="unknown view 'sideways'"):
+        viewer_message(fs5, files, "/s/", ov, rois, view="sideways")
+    with pytest.raises(ValueError, match="colour range is empty"):
+        viewer_message(fs5, files, "/s/", ov, rois, vmin=5, vmax=1)
+    with pytest.raises(ValueError, match="surface 'sphere' is not available"):
+        viewer_message(fs5, files, "/s/", ov, rois, surface_kind="sphere")
+
+
+def test_threshold_hides_values_below_it(fitted_world, fs5):
+    ws, *_ = fitted_world
+    ov = overlay(ws, "subj01", "noise_ceiling", fs5.n_vertices)
+    rois = roi_overlay(ws, "subj01", fs5.n_vertices)
+    full = vertex_colours(fs5, ov, rois, 0, 60, None, outlines=False)
+    thr = vertex_colours(fs5, ov, rois, 0, 60, 20.0, outlines=False)
+    v = ov.values["lh"]
+    low = np.isfinite(v) & (v < 20)
+    high = np.isfinite(v) & (v >= 20)
+    assert np.allclose(full["lh"][high], thr["lh"][high])
+    assert np.allclose(thr["lh"][low][:, 0], thr["lh"][low][:, 1])  # grey background
+    assert not np.allclose(full["lh"][low], thr["lh"][low])
+
+
+def test_mesh_files_round_trip_and_compress(fs5, tmp_path):
+    enc = encode_faces(fs5.lh.faces)
+    dec = decode_faces(enc)
+    as_set = lambda f: {tuple(np.roll(t, -int(np.argmin(t)))) for t in f}  # noqa: E731 (same winding)
+    assert as_set(dec) == as_set(fs5.lh.faces)
+    header, arrays = unpack(positions_blob(fs5, "pial"))
+    q = arrays["lh.xyz"].astype(np.float64) * header["step"]["lh"] + header["lo"]["lh"]
+    assert np.abs(q - fs5.lh.pial).max() < 0.01  # mm
+    files = write_mesh_files(fs5, tmp_path)
+    assert set(files["positions"]) == {"inflated", "pial", "white", "flat"}
+    again = write_mesh_files(fs5, tmp_path)  # written once, reused
+    assert again == files
+    h, a = unpack(gzip.decompress((tmp_path / files["topo"]).read_bytes()))
+    assert h["n"] == {"lh": 10242, "rh": 10242} and "lh.flat_faces" in a
+    codes, lo, hi = encode_overlay(np.array([np.nan, 0.0, 1.0, 0.5]))
+    assert codes[0] == NO_VALUE and codes[1] == 0 and codes[2] == 65534
+
+
+def test_subdivision_reaches_fsaverage_size(fs5):
+    ico7 = subdivide(fs5, 2)
+    assert ico7.n_vertices == {"lh": 163842, "rh": 163842}
+    assert ico7.lh.faces.shape == (327680, 3)
+    # old vertices keep their numbers and positions (as fsaverage5 is the start of fsaverage)
+    assert np.array_equal(ico7.lh.pial[:10242], fs5.lh.pial)
+    r = np.linalg.norm(ico7.lh.sphere, axis=1)
+    assert r.std() / r.mean() < 1e-3
+    assert len(topology_blob(ico7)) > 0
+
+
+def test_overlay_figure_from_the_command_line(fitted_world, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    ws, *_ = fitted_world
+    out = tmp_path / "concept.png"
+    res = subprocess.run([sys.executable, "-m", "backend", "--workspace", str(ws.path), "figure", "overlay", str(out),
+                          "--subject", "subj01", "--overlay", "concept", "--concept", "a smiling face",
+                          "--threshold", "0.1"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert img.shape[1] > 1500
+    # red (positive concept response) and blue (negative) both appear, over grey shading
+    red = (img[..., 0] > 150) & (img[..., 2] < 120)
+    assert red.sum() > 200
