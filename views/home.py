@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages._state import (build_demo_with_progress, db_stamp, models_table, roi_map_png, sample_stimuli,
+from views._state import (build_demo_with_progress, db_stamp, models_table, roi_map_png, sample_stimuli,
                           workspace, workspace_busy, workspace_info)
 
 ws = workspace()

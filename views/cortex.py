@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _explore as ex
-from pages._state import db_stamp, workspace, workspace_busy
-from pages._surface import surface_and_files, surface_viewer
+from views import _explore as ex
+from views._state import db_stamp, workspace, workspace_busy
+from views._surface import surface_and_files, surface_viewer
 
 ws = workspace()
 st.title("Cortex explorer")
