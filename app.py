@@ -5,5 +5,5 @@ import streamlit as st
 st.set_page_config(page_title="VoxelScope", page_icon="🧠", layout="wide")
 
 pages = [st.Page("views/home.py", title="Home", icon="🏠", default=True),
-         st.Page("views/cortex.py", title="Cortex explorer", icon="🧠", url_path="explorer")]
+         st.Page("views/explorer.py", title="Cortex explorer", icon="🧠")]
 st.navigation(pages).run()

@@ -24,13 +24,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(workspace: Path, timeout: float = 60):
-    """Start ``streamlit run app.py`` on localhost for ``workspace``; yields the base URL."""
+def streamlit_server(workspace: Path, timeout: float = 60, script: Path | None = None):
+    """Start ``streamlit run app.py`` (or ``script``) on localhost for ``workspace``; yields the base URL."""
     port = free_port()
     env = {**os.environ, "VOXELSCOPE_WORKSPACE": str(workspace), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script or ROOT / "app.py"), "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                             "--browser.gatherUsageStats", "false"], cwd=Path(script).parent if script else ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -17,7 +17,7 @@ def explorer(fitted_world, monkeypatch):
         at = AppTest.from_file(APP, default_timeout=120)
         for k, v in params.items():
             at.query_params[k] = v
-        at.switch_page("views/cortex.py")
+        at.switch_page("views/explorer.py")
         return at.run()
     return ws, open_
 
