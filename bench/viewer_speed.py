@@ -154,13 +154,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--app", action="store_true", help="also time the real Cortex explorer on the workspace")
+    ap.add_argument("--no-harness", action="store_true", help="only the explorer page (with --app)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         harness = Path(tmp) / "harness.py"
         harness.write_text(HARNESS.format(root=str(ROOT)))
         (Path(tmp) / "static").symlink_to(ROOT / "static")
         (Path(tmp) / ".streamlit").symlink_to(ROOT / ".streamlit")
-        for level, name in ((0, "fsaverage5 (20,484 vertices)"), (2, "ico7 = fsaverage size (327,684 vertices)")):
+        for level, name in () if args.no_harness else ((0, "fsaverage5 (20,484 vertices)"),
+                                                       (2, "ico7 = fsaverage size (327,684 vertices)")):
             os.environ["VS_BENCH_LEVEL"] = str(level)
             with streamlit_server(ROOT / "workspace", script=harness) as url:
                 with chromium_page() as page:  # warm the server: mesh files written, caches filled

@@ -23,9 +23,25 @@ def _component():
     if not BUNDLE.exists():
         raise FileNotFoundError(f"{BUNDLE} is missing: build it with `npm ci && npm run build` in frontend/viewer")
     version = hashlib.sha1(BUNDLE.read_bytes()).hexdigest()[:10]
+    # The inline loader starts fetching the geometry named in the message while the bundle loads.
     loader = (
+        "const G = (window.__voxelscope ||= {});\n"
+        "G.raw ||= new Map(); G.paints ||= []; G.viewers ||= [];\n"
+        "function prefetch(data) {\n"
+        "  try {\n"
+        "    const u8 = data instanceof Uint8Array ? data : new Uint8Array(data);\n"
+        "    const n = new DataView(u8.buffer, u8.byteOffset, u8.byteLength).getUint32(0, true);\n"
+        "    const h = JSON.parse(new TextDecoder().decode(u8.subarray(4, 4 + n)));\n"
+        "    for (const url of [h.mesh.topo, h.mesh.positions]) {\n"
+        "      if (!G.raw.has(url)) G.raw.set(url, fetch(url).then((r) => {\n"
+        "        if (!r.ok) throw new Error(url + ': HTTP ' + r.status);\n"
+        "        return r.arrayBuffer(); }));\n"
+        "    }\n"
+        "  } catch (e) { /* the viewer reports bad messages */ }\n"
+        "}\n"
         "let mod;\n"
         "export default async function (args) {\n"
+        "  prefetch(args.data);\n"
         f"  mod ||= await import(new URL('/app/static/viewer/viewer.js?v={version}', window.location.origin).href);\n"
         "  return mod.default(args);\n"
         "}\n")

@@ -38,68 +38,33 @@ for msg in errors:
 
 encoders = {s: ex.has_encoder(path, stamp, s) for s in subjects}
 overlay_names = {k: v[0] for k, v in ex.OVERLAYS.items()}
+ss = st.session_state
 
-c = st.columns([1, 2, 1, 1, 1])
-subject = c[0].selectbox("Subject", subjects, key="cx_subject", on_change=ex.clear_selection)
-overlay_name = c[1].selectbox("Overlay", list(overlay_names), format_func=overlay_names.get, key="cx_overlay")
-kind = c[2].selectbox("Surface", kinds, key="cx_surface")
-view = c[3].selectbox("View", ex.VIEWS, key="cx_view", disabled=kind == "flat",
-                      help="The flat map is always seen from above.")
-show = c[4].selectbox("Hemispheres", ex.SHOW, key="cx_show",
-                      format_func={"both": "both", "lh": "left", "rh": "right"}.get)
+# Layout first, contents later: the viewer is emitted before the controls (it reads their values from the
+# session state, which Streamlit fills before each rerun), so the browser starts loading the surface first.
+controls = st.container()
+notes = st.container()
+left, right = st.columns([3, 2], gap="medium")
 
+subject, overlay_name, kind = ss.cx_subject, ss.cx_overlay, ss.cx_surface
+view, show = ss.cx_view, ss.cx_show
 needs_encoder = ex.OVERLAYS[overlay_name][1]
-if needs_encoder and not encoders[subject]:
-    st.warning(f"{subject} has no encoder yet, so encoding accuracy and concept maps are not available.")
-    if st.button(f"Fit encoders now (about a minute per subject on 2 cores)"):
-        ex.fit_encoders_with_progress(ws)
-        st.rerun()
-    overlay_name = "rois"
-
-concept = ""
-if overlay_name == "concept":
-    with st.form("concept_form", border=False):
-        fc = st.columns([5, 1])
-        concept = fc[0].text_input("Concept", key="cx_concept", placeholder="a smiling face, food on a plate, a house …",
-                                   help="Any text: the embedder's text features, dotted with each voxel's encoder "
-                                        "weights, predict how much the voxel prefers it.")
-        fc[1].form_submit_button("Map it", width="stretch")
-    concept = (st.session_state.get("cx_concept") or "").strip()
-    unknown = ex.embedder().unknown_words(concept) if concept else []
-    if unknown:
-        st.warning(f"The embedder does not know {', '.join(repr(w) for w in unknown)}: those words are ignored, so "
-                   "the map reflects only the rest of the text. The demo embedder knows the words of the demo "
-                   "world's captions (faces, people, buildings, food, text, objects and their details).")
-    if not concept:
-        st.info("Type a concept to map it, e.g. *a smiling face* or *food on a plate*.")
-        overlay_name = "rois"
-
+no_encoder = needs_encoder and not encoders[subject]
+concept = (ss.get("cx_concept") or "").strip() if overlay_name == "concept" else ""
+shown_name = "rois" if no_encoder or (overlay_name == "concept" and not concept) else overlay_name
 try:
-    ov = ex.overlay(path, stamp, subject, overlay_name, concept, n_vertices)
+    ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices)
 except (LookupError, ValueError) as exc:
-    st.error(str(exc))
+    notes.error(str(exc))
     ov = ex.overlay(path, stamp, subject, "rois", "", n_vertices)
 rois = ex.overlay(path, stamp, subject, "rois", "", n_vertices)
+range_key, thr_key = f"cx_range_{ov.name}_{concept}", f"cx_thr_{ov.name}"
+lo, hi = ov.default_range()
+vmin, vmax = ss.get(range_key, (None, None)) if not ov.categorical else (None, None)
+threshold = ss.get(thr_key) if not ov.categorical else None
+outlines, labels = ss.get("cx_outlines", True), ss.get("cx_labels", True)
+sel = ss.get("cx_sel")
 
-with st.expander("Display: colour range, threshold, outlines", expanded=False):
-    d = st.columns([3, 2, 1, 1])
-    lo, hi = ov.default_range()
-    vmin = vmax = threshold = None
-    if not ov.categorical:
-        span = max(abs(lo), abs(hi)) if ov.symmetric else hi - lo
-        bounds = (-2 * span, 2 * span) if ov.symmetric else (min(lo, 0.0), hi + span)
-        vmin, vmax = d[0].slider("Colour range", float(bounds[0]), float(bounds[1]), (float(lo), float(hi)),
-                                 key=f"cx_range_{overlay_name}_{concept}", format="%.3g")
-        threshold = d[1].number_input("Threshold" + (" on |value|" if ov.symmetric else ""), value=None,
-                                      key=f"cx_thr_{overlay_name}", format="%.3g", placeholder="none",
-                                      help="Vertices below it show the sulcal background.")
-    outlines = d[2].checkbox("ROI outlines", value=True, key="cx_outlines")
-    labels = d[3].checkbox("ROI labels", value=True, key="cx_labels")
-
-ex.write_url(overlay_name, concept)
-
-sel = st.session_state.get("cx_sel")
-left, right = st.columns([3, 2], gap="medium")
 with left:
     from backend.viewer import viewer_message
 
@@ -108,6 +73,51 @@ with left:
                          threshold=threshold, outlines=outlines, labels=labels,
                          selected={"hemi": sel[0], "vertex": sel[1]} if sel else None)
     surface_viewer(msg, key="cx_viewer", on_pick=ex.on_pick)
+
+with controls:
+    c = st.columns([1, 2, 1, 1, 1])
+    c[0].selectbox("Subject", subjects, key="cx_subject", on_change=ex.clear_selection)
+    c[1].selectbox("Overlay", list(overlay_names), format_func=overlay_names.get, key="cx_overlay")
+    c[2].selectbox("Surface", kinds, key="cx_surface")
+    c[3].selectbox("View", ex.VIEWS, key="cx_view", disabled=kind == "flat",
+                   help="The flat map is always seen from above.")
+    c[4].selectbox("Hemispheres", ex.SHOW, key="cx_show",
+                   format_func={"both": "both", "lh": "left", "rh": "right"}.get)
+    if no_encoder:
+        st.warning(f"{subject} has no encoder yet, so encoding accuracy and concept maps are not available.")
+        if st.button("Fit encoders now (about a minute per subject on 2 cores)"):
+            ex.fit_encoders_with_progress(ws)
+            st.rerun()
+    if overlay_name == "concept" and not no_encoder:
+        with st.form("concept_form", border=False):
+            fc = st.columns([5, 1])
+            fc[0].text_input("Concept", key="cx_concept", placeholder="a smiling face, food on a plate, a house …",
+                             help="Any text: the embedder's text features, dotted with each voxel's encoder "
+                                  "weights, predict how much the voxel prefers it.")
+            fc[1].form_submit_button("Map it", width="stretch")
+        unknown = ex.embedder().unknown_words(concept) if concept else []
+        if unknown:
+            st.warning(f"The embedder does not know {', '.join(repr(w) for w in unknown)}: those words are ignored, "
+                       "so the map reflects only the rest of the text. The demo embedder knows the words of the demo "
+                       "world's captions (faces, people, buildings, food, text, objects and their details).")
+        if not concept:
+            st.info("Type a concept to map it, e.g. *a smiling face* or *food on a plate*.")
+    with st.expander("Display: colour range, threshold, outlines", expanded=False):
+        d = st.columns([3, 2, 1, 1])
+        if not ov.categorical:
+            span = max(abs(lo), abs(hi)) if ov.symmetric else hi - lo
+            bounds = (-2 * span, 2 * span) if ov.symmetric else (min(lo, 0.0), hi + span)
+            if range_key not in ss:
+                ss[range_key] = (float(lo), float(hi))
+            d[0].slider("Colour range", float(bounds[0]), float(bounds[1]), key=range_key, format="%.3g")
+            d[1].number_input("Threshold" + (" on |value|" if ov.symmetric else ""), value=None, key=thr_key,
+                              format="%.3g", placeholder="none", help="Vertices below it show the sulcal background.")
+        d[2].checkbox("ROI outlines", value=True, key="cx_outlines")
+        d[3].checkbox("ROI labels", value=True, key="cx_labels")
+
+ex.write_url(overlay_name, concept)
+
+with left:
     st.caption("Drag to rotate, scroll to zoom, right-drag to pan; **click a point to open its voxel card**.")
     if ov.name == "concept":
         st.markdown(f"**Voxels that prefer “{concept}”** (select a row to open its card)")

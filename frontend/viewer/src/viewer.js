@@ -9,7 +9,11 @@
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 
-const G = (window.__voxelscope ||= { viewers: [], paints: [], blobs: new Map() });
+const G = (window.__voxelscope ||= {});
+G.viewers ||= [];
+G.paints ||= [];
+G.blobs ||= new Map();
+G.raw ||= new Map(); // url -> Promise<ArrayBuffer> of the gzip file (the loader may have started it)
 const NO_VALUE = 65535;
 const TYPED = { uint8: Uint8Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array, float32: Float32Array };
 const HEMIS = ["lh", "rh"];
@@ -32,12 +36,17 @@ function unpack(buf) {
 function fetchMesh(url) {
   if (!G.blobs.has(url)) {
     const p = (async () => {
-      const r = await fetch(url);
-      if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-      const stream = r.body.pipeThrough(new DecompressionStream("gzip"));
+      if (!G.raw.has(url)) {
+        G.raw.set(url, fetch(url).then((r) => {
+          if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+          return r.arrayBuffer();
+        }));
+      }
+      const gz = await G.raw.get(url);
+      const stream = new Blob([gz]).stream().pipeThrough(new DecompressionStream("gzip"));
       return unpack(await new Response(stream).arrayBuffer());
     })();
-    p.catch(() => G.blobs.delete(url));
+    p.catch(() => { G.blobs.delete(url); G.raw.delete(url); });
     G.blobs.set(url, p);
   }
   return G.blobs.get(url);
@@ -173,6 +182,12 @@ class Viewer {
       this.state.layoutKey = null;
     }
     this.msg = msg;
+    const w = this.stage.clientWidth, ht = this.stage.clientHeight;
+    if (w !== this.state.w || ht !== this.state.h) {
+      this.state.w = w;
+      this.state.h = ht;
+      this.resize();
+    }
     this.colour();
     const layoutKey = `${geomKey}|${h.view}|${h.hemi}|${h.layout_seq || 0}`;
     if (this.state.layoutKey !== layoutKey) {
@@ -180,11 +195,14 @@ class Viewer {
       this.state.layoutKey = layoutKey;
     }
     this.placeMarker(h.selected);
-    this.buildLabels(h.labels || []);
+    const labelsKey = JSON.stringify(h.labels || []);
+    if (labelsKey !== this.state.labelsKey) {
+      this.buildLabels(h.labels || []);
+      this.state.labelsKey = labelsKey;
+    }
     this.drawColourbar(h.overlay);
     this.status.textContent = h.status || "";
     this.status.style.display = h.status ? "block" : "none";
-    this.resize();
     this.render();
     const t = performance.now();
     G.paints.push({ overlay_id: h.overlay_id, t, ms: t - t0, vertices: h.n.lh + h.n.rh });
@@ -402,12 +420,12 @@ class Viewer {
     });
   }
 
-  project(hemi, vertex) {
+  project(hemi, vertex, rect) {
     const w = this.vertexWorld(hemi, vertex);
     const normal = this.vertexNormalWorld(hemi, vertex);
     const toCam = this.camera.position.clone().sub(w).normalize();
     const ndc = w.clone().project(this.camera);
-    const rect = this.canvas.getBoundingClientRect();
+    rect ||= this.canvas.getBoundingClientRect();
     const x = rect.left + ((ndc.x + 1) / 2) * rect.width;
     const y = rect.top + ((1 - ndc.y) / 2) * rect.height;
     const inside = Math.abs(ndc.x) < 1 && Math.abs(ndc.y) < 1;
@@ -426,7 +444,7 @@ class Viewer {
     for (const l of this.labelItems) {
       let show = false;
       if (this.meshes[l.hemi] && this.groups[l.hemi].visible) {
-        const p = this.project(l.hemi, l.vertex);
+        const p = this.project(l.hemi, l.vertex, rect);
         const x = p.x - rect.left, y = p.y - rect.top;
         const w = 7 * l.name.length + 10;
         // skip a label that would overlap one already placed (the list comes sorted by importance)
