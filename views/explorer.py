@@ -91,7 +91,7 @@ with controls:
     if overlay_name == "concept" and not no_encoder:
         with st.form("concept_form", border=False):
             fc = st.columns([5, 1])
-            fc[0].text_input("Concept", key="cx_concept", placeholder="a smiling face, food on a plate, a house …",
+            fc[0].text_input("Concept", key="cx_concept", placeholder="a smiling face, some food, a house, a person …",
                              help="Any text: the embedder's text features, dotted with each voxel's encoder "
                                   "weights, predict how much the voxel prefers it.")
             fc[1].form_submit_button("Map it", width="stretch")
@@ -101,7 +101,7 @@ with controls:
                        "so the map reflects only the rest of the text. The demo embedder knows the words of the demo "
                        "world's captions (faces, people, buildings, food, text, objects and their details).")
         if not concept:
-            st.info("Type a concept to map it, e.g. *a smiling face* or *food on a plate*.")
+            st.info("Type a concept to map it, e.g. *a smiling face* or *some food*.")
     with st.expander("Display: colour range, threshold, outlines", expanded=False):
         d = st.columns([3, 2, 1, 1])
         if not ov.categorical:
