@@ -124,6 +124,8 @@ class CaptionDecoder:
         return out
 
     def _beam(self, e: torch.Tensor, k: int, max_tokens: int) -> list[str]:
+        """Beam search with the language model's key/value cache: each step feeds only the newest token and
+        reorders the cache to follow the surviving beams (same result as recomputing the whole sequence)."""
         n = e.shape[0]
         prefix = self.mapper(e)  # (n, P, D)
         bos = self.tokenizer.bos_id
@@ -131,11 +133,11 @@ class CaptionDecoder:
         scores = torch.zeros(n, 1, device=self.device)
         done = torch.zeros(n, 1, dtype=torch.bool, device=self.device)
         stop = torch.tensor(sorted(self.stop_ids), device=self.device)
-        for _ in range(max_tokens):
+        out = self.lm(inputs_embeds=torch.cat([prefix, self.lm.transformer.wte(seqs[:, 0])], dim=1), use_cache=True)
+        past, logits = out.cache, out.logits[:, -1]
+        for step in range(max_tokens):
             b = seqs.shape[1]
-            flat = seqs.reshape(n * b, -1)
-            h = torch.cat([prefix.repeat_interleave(b, 0), self.lm.transformer.wte(flat)], dim=1)
-            logp = F.log_softmax(self.lm(inputs_embeds=h).logits[:, -1].float(), dim=-1).view(n, b, -1)
+            logp = F.log_softmax(logits.float(), dim=-1).view(n, b, -1)
             V = logp.shape[-1]
             # finished beams only extend with a pad that costs nothing
             logp = torch.where(done[..., None], torch.full_like(logp, -1e9), logp)
@@ -146,8 +148,13 @@ class CaptionDecoder:
             seqs = torch.cat([torch.gather(seqs, 1, beam[..., None].expand(-1, -1, seqs.shape[2])), tok[..., None]], 2)
             done = torch.gather(done, 1, beam) | torch.isin(tok, stop)
             scores = top
-            if done.all():
+            if done.all() or step == max_tokens - 1:
                 break
+            src = (torch.arange(n, device=self.device)[:, None] * b + beam).reshape(-1)
+            past.reorder_cache(src)
+            out = self.lm(inputs_embeds=self.lm.transformer.wte(tok.reshape(-1, 1)), cache=past,
+                          use_cache=True)
+            past, logits = out.cache, out.logits[:, -1]
         # length-normalised best beam
         lengths = ((seqs != self.tokenizer.pad_id) & (seqs != bos)).sum(-1).clamp(min=1)
         best = (scores / lengths.float()).argmax(1)
