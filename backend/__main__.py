@@ -8,6 +8,8 @@
     python -m backend import algonauts DIR --subject subj01
     python -m backend models train [all|embedder|captioner|generator] [--seed 0]
     python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
+    python -m backend captions all              demo bank, BrainSCUBA + LaVCa captions, evaluation
+    python -m backend captions search "food" [--semantic]
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
     python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
 
@@ -149,6 +151,65 @@ def cmd_encoder_fit(ws: Workspace, args) -> int:
     return 0
 
 
+def cmd_captions(ws: Workspace, args) -> int:
+    from . import captions as C
+    from .progress import TerminalProgress
+
+    if args.cap_cmd == "search":
+        from .models import load_role
+
+        index = C.CaptionIndex.from_workspace(ws, load_role("sentence_embedder") if args.semantic else None)
+        res = index.semantic(args.query) if args.semantic else index.keyword(args.query)
+        if args.subject:
+            res = res[res.subject == args.subject]
+        if args.method:
+            res = res[res.method == args.method]
+        print(f"{len(res):,} voxels match {args.query!r}")
+        cols = ["subject", "method", "voxel", "hemi", "vertex", "roi", "score", "caption"]
+        print(res[cols].head(args.limit).to_string(index=False))
+        return 0
+    bar = TerminalProgress()
+    try:
+        if args.cap_cmd in ("bank-demo", "all"):
+            from .models import load_role
+
+            if args.cap_cmd == "all" and "demo" in set(C.bank_table(ws).bank):
+                pass
+            else:
+                info = C.build_demo_bank(ws, load_role("embedder", args.device), n=args.n, progress=bar)
+                bar.close()
+                print(f"bank {info['bank']!r}: {info['n']:,} embeddings ({info['dim']}-d), run {info['run']}")
+        if args.cap_cmd == "bank-import":
+            from .models import load_role
+
+            info = C.import_bank(ws, args.name, args.embeddings, load_role("embedder", args.device),
+                                 args.captions, args.images)
+            print(f"bank {info['bank']!r}: {info['n']:,} embeddings ({info['dim']}-d), run {info['run']}")
+        subjects = getattr(args, "subject", None) or ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist()
+        if args.cap_cmd in ("run", "all"):
+            for s in subjects:
+                res = C.precompute(ws, s, args.method or C.METHODS, bank=args.bank, device=args.device,
+                                   batch=args.batch, overwrite=args.overwrite, progress=bar)
+                bar.close()
+                for m, r in res.items():
+                    print(f"{s} {m}: {r['n']:,} voxels captioned ({r['new']:,} new), run {r['run']}")
+        if args.cap_cmd in ("evaluate", "all"):
+            for s in subjects:
+                ev = C.evaluate(ws, s, device=args.device)
+                if ev.empty:
+                    print(f"{s}: no captions yet")
+                    continue
+                print(f"{s}: median sentence-level prediction r: " + ", ".join(
+                    f"{m} {g.sentence_r.median():.3f}" for m, g in ev.groupby("method")))
+            gt = C.ground_truth_table(ws, subjects)
+            if not gt.empty:
+                print("share of category-selective voxels whose caption names their true category:")
+                print(gt.to_string(index=False, float_format=lambda x: f"{x:.1%}"))
+    finally:
+        bar.close()
+    return 0
+
+
 def cmd_figure(ws: Workspace, args) -> int:
     from .figures import render_overlay, render_roi_map
 
@@ -206,6 +267,34 @@ def main(argv=None) -> int:
     ef.add_argument("--cv", choices=["gcv", "loo"], default="gcv")
     ef.add_argument("--if-missing", action="store_true", help="only subjects without an encoder")
     ef.add_argument("--device", default="cpu")
+    pc = sub.add_parser("captions", help="voxel captions: BrainSCUBA and LaVCa")
+    csub = pc.add_subparsers(dest="cap_cmd", required=True)
+    cb = csub.add_parser("bank-demo", help="render and embed the demo image bank (50,000 unseen images)")
+    cb.add_argument("--n", type=int, default=50_000)
+    cb.add_argument("--device", default="cpu")
+    ci = csub.add_parser("bank-import", help="register a bank of image embeddings (.npy, n x dim)")
+    ci.add_argument("name")
+    ci.add_argument("embeddings")
+    ci.add_argument("--captions", help="text file, one caption per line, same order")
+    ci.add_argument("--images", help="text file, one image path per line, same order")
+    ci.add_argument("--device", default="cpu")
+    for name, hlp in (("run", "caption every voxel (resumes an interrupted run)"),
+                      ("evaluate", "sentence-level prediction and the ground-truth check"),
+                      ("all", "bank (if missing), captions (resuming), evaluation")):
+        cr = csub.add_parser(name, help=hlp)
+        cr.add_argument("--subject", nargs="*", default=None)
+        cr.add_argument("--method", nargs="*", default=None, choices=["brainscuba", "lavca"])
+        cr.add_argument("--bank", default="demo")
+        cr.add_argument("--batch", type=int, default=256)
+        cr.add_argument("--device", default="cpu")
+        cr.add_argument("--overwrite", action="store_true", help="replace captions made with other parameters")
+        cr.add_argument("--n", type=int, default=50_000, help="size of the demo bank if it is built")
+    cs = csub.add_parser("search", help="search voxel captions")
+    cs.add_argument("query")
+    cs.add_argument("--semantic", action="store_true", help="rank by sentence-embedding similarity")
+    cs.add_argument("--subject", default=None)
+    cs.add_argument("--method", default=None, choices=["brainscuba", "lavca"])
+    cs.add_argument("--limit", type=int, default=20)
     pf = sub.add_parser("figure", help="render figures off-screen")
     fsub = pf.add_subparsers(dest="fig_cmd", required=True)
     fr = fsub.add_parser("rois", help="ROI map, both hemispheres, several views")
@@ -246,6 +335,8 @@ def main(argv=None) -> int:
             return cmd_models_train(args)
         if args.cmd == "encoder":
             return cmd_encoder_fit(ws, args)
+        if args.cmd == "captions":
+            return cmd_captions(ws, args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

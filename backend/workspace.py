@@ -73,6 +73,17 @@ CREATE TABLE IF NOT EXISTS feature_sets (
 CREATE TABLE IF NOT EXISTS encoders (
     subject VARCHAR, feature_key VARCHAR, model_id VARCHAR, run_id VARCHAR, weights_array VARCHAR, cv VARCHAR,
     n_train INTEGER, n_test INTEGER, PRIMARY KEY (subject, feature_key));
+CREATE TABLE IF NOT EXISTS banks (
+    bank VARCHAR PRIMARY KEY, model_id VARCHAR, array_name VARCHAR, n INTEGER, dim INTEGER, source VARCHAR,
+    run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS bank_items (bank VARCHAR, idx INTEGER, caption VARCHAR, image VARCHAR,
+    PRIMARY KEY (bank, idx));
+CREATE TABLE IF NOT EXISTS voxel_captions (
+    subject VARCHAR, method VARCHAR, voxel INTEGER, caption VARCHAR, keywords VARCHAR, run_id VARCHAR,
+    PRIMARY KEY (subject, method, voxel));
+CREATE TABLE IF NOT EXISTS caption_eval (
+    subject VARCHAR, method VARCHAR, voxel INTEGER, sentence_r REAL, names_truth BOOLEAN,
+    PRIMARY KEY (subject, method, voxel));
 CREATE TABLE IF NOT EXISTS voxel_encoding (
     subject VARCHAR, feature_key VARCHAR, voxel INTEGER, alpha REAL, r_test REAL, r2_test REAL, r2_nc REAL,
     PRIMARY KEY (subject, feature_key, voxel));

@@ -1,6 +1,8 @@
 """Quality of the demo models on held-out demo images (what the README and closing notes report)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..stimuli import CATEGORIES, CATEGORY_WORDS
@@ -62,7 +64,7 @@ def retrieval(embedder, images, captions, n: int = 1000) -> dict:
 def names_category(text: str, category: str) -> bool:
     from ..stimuli import CATEGORY_LEXICON
 
-    t = " " + text.lower().replace('"', ' " ') + " "
+    t = " " + re.sub(r"[,.;:!?()]", " ", text.lower()).replace('"', ' " ') + " "
     return any(f" {w} " in t or (w == '"' and '"' in t) for w in CATEGORY_LEXICON[category])
 
 

@@ -1,0 +1,206 @@
+"""Voxel captions: search BrainSCUBA and LaVCa captions, see matching voxels on the cortex, per-ROI summaries,
+export. All computation is in backend.captions."""
+from __future__ import annotations
+
+import io
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from views import _explore as ex
+from views._state import db_stamp, workspace, workspace_busy
+from views._surface import STATIC_URL, surface_and_files, surface_viewer
+
+ws = workspace()
+st.title("Voxel captions")
+st.caption("What does each voxel prefer, in words? **BrainSCUBA** decodes a sentence from the voxel's encoder weights "
+           "projected onto natural-image embeddings; **LaVCa** summarises the captions of the images the voxel is "
+           "predicted to prefer.")
+if workspace_busy(ws):
+    st.warning(f"The workspace `{ws.path}` is being written by another process (captions are being computed?). "
+               "Reload in a minute.")
+    st.stop()
+if not ws.exists:
+    st.info("No world loaded yet: open the Home page to build the demo world.")
+    st.stop()
+path, stamp = str(ws.path), db_stamp(ws)
+
+
+@st.cache_data(show_spinner=False)
+def caption_status(path: str, stamp: float) -> pd.DataFrame:
+    from backend.workspace import Workspace
+
+    return Workspace(path).query("SELECT s.subject, s.n_voxels, count(c.voxel) FILTER (WHERE c.method = 'brainscuba') "
+                                 "AS brainscuba, count(c.voxel) FILTER (WHERE c.method = 'lavca') AS lavca "
+                                 "FROM subjects s LEFT JOIN voxel_captions c USING (subject) GROUP BY ALL "
+                                 "ORDER BY s.subject")
+
+
+@st.cache_resource(show_spinner="Indexing captions (sentence embeddings of the distinct captions, once)…",
+                   max_entries=2)
+def caption_index(path: str, stamp: float):
+    from backend.captions import CaptionIndex
+    from backend.models import load_role
+    from backend.workspace import Workspace
+
+    return CaptionIndex.from_workspace(Workspace(path), load_role("sentence_embedder"))
+
+
+@st.cache_data(show_spinner=False)
+def roi_summaries(path: str, stamp: float) -> pd.DataFrame:
+    from backend.captions import KeywordModel
+    from backend.workspace import Workspace
+
+    t = Workspace(path).query("SELECT c.method, v.roi, c.caption FROM voxel_captions c JOIN voxels v "
+                              "USING (subject, voxel) WHERE v.roi IS NOT NULL")
+    rows = []
+    for method, g in t.groupby("method"):
+        km = KeywordModel(g.caption.tolist(), n_keywords=6, min_share=0.05)
+        g = g.reset_index(drop=True)
+        for roi, r in g.groupby("roi"):
+            words = [w for w, _ in km.keywords(r.index.to_numpy())]
+            examples = r.caption.value_counts().head(2).index.tolist()
+            rows.append({"ROI": roi, "method": method, "voxels": len(r), "characteristic words": ", ".join(words),
+                         "most common captions": " · ".join(examples)})
+    return pd.DataFrame(rows)
+
+
+status = caption_status(path, stamp)
+missing = status[(status.brainscuba < status.n_voxels) | (status.lavca < status.n_voxels)]
+if len(missing):
+    st.warning("Captions are missing for " + ", ".join(
+        f"{r.subject} (BrainSCUBA {r.brainscuba:,}/{r.n_voxels:,}, LaVCa {r.lavca:,}/{r.n_voxels:,})"
+        for r in missing.itertuples()) + ". `python -m backend captions all` computes them (resuming where it "
+        "stopped); so does the button below.")
+    if st.button("Compute captions now (about 5 minutes for the demo world on 2 cores)"):
+        from backend import captions as C
+        from backend.models import load_role
+        from backend.progress import Eta
+
+        bar = st.progress(0.0, text="Starting")
+        eta = Eta()
+
+        def progress(stage, done, total):
+            bar.progress(min(done / max(total, 1), 1.0), text=eta.text(stage, done, total))
+
+        if "demo" not in set(C.bank_table(ws).bank):
+            C.build_demo_bank(ws, load_role("embedder"), progress=progress)
+        for s in missing.subject:
+            C.precompute(ws, s, progress=progress)
+            C.evaluate(ws, s)
+        st.cache_data.clear()
+        st.rerun()
+    if status[["brainscuba", "lavca"]].to_numpy().sum() == 0:
+        st.stop()
+
+index = caption_index(path, stamp)
+table = index.table
+subjects = sorted(table.subject.unique())
+
+# ---------------------------------------------------------------- search and filters
+with st.form("caption_search", border=False):
+    c = st.columns([4, 2, 1])
+    query = c[0].text_input("Search captions", key="cap_q", placeholder="food, a smiling face, buildings …")
+    mode = c[1].radio("Match", ["words", "meaning"], horizontal=True, key="cap_mode",
+                      help="words: captions that contain every word; meaning: ranked by sentence-embedding "
+                           "similarity (all-MiniLM-L6-v2)")
+    c[2].form_submit_button("Search", width="stretch")
+f = st.columns([1, 2, 2, 2])
+subject = f[0].selectbox("Subject", subjects, key="cap_subject")
+rois = f[1].multiselect("ROIs", sorted(table.roi.dropna().unique()), key="cap_rois", placeholder="all ROIs")
+methods = f[2].multiselect("Methods", ["brainscuba", "lavca"], default=["brainscuba", "lavca"], key="cap_methods")
+min_acc = f[3].slider("Minimum encoding accuracy (R² / NC)", 0.0, 1.0, 0.0, 0.05, key="cap_min_acc")
+
+query = (query or "").strip()
+try:
+    if query:
+        res = index.semantic(query) if mode == "meaning" else index.keyword(query)
+    else:
+        res = table.assign(score=np.float32(np.nan))
+except ValueError as exc:
+    st.error(str(exc))
+    res = table.iloc[[]].assign(score=np.float32(np.nan))
+res = res[(res.subject == subject) & res.method.isin(methods)]
+if rois:
+    res = res[res.roi.isin(rois)]
+if min_acc > 0:
+    res = res[res.r2_nc.fillna(-1) >= min_acc]
+if mode == "meaning" and query:
+    res = res.sort_values("score", ascending=False)
+
+res = res.assign(card=[f"/explorer?{urlencode({'subject': r.subject, 'vertex': f'{r.hemi}:{r.vertex}'})}"
+                       for r in res.itertuples()])
+if query:
+    st.markdown(f"**{len(res):,} voxel captions** of {subject} match “{query}”"
+                + (" (ranked by meaning; the 200 most similar distinct captions)" if mode == "meaning" else ""))
+else:
+    st.markdown(f"**All {len(res):,} voxel captions** of {subject} — type a search above")
+
+left, right = st.columns([3, 2], gap="medium")
+with left:
+    surface, files = surface_and_files(path, stamp)
+    from backend.explore import Overlay
+    from backend.viewer import viewer_message
+
+    n = surface.n_vertices
+    vals = {h: np.full(n[h], np.nan) for h in ("lh", "rh")}
+    if query and len(res):
+        best = res.groupby(["hemi", "vertex"]).score.max()
+        for (h, v), sc in best.items():
+            vals[h][v] = sc
+    ov = Overlay("caption_match", f"Caption match: “{query}”" if query else "Caption match (search to map)", vals,
+                 cmap="plasma", vmin=0.0 if mode == "meaning" else 0.0, vmax=1.0)
+    rois_ov = ex.overlay(path, stamp, subject, "rois", "", n)
+    msg = viewer_message(surface, files, STATIC_URL, ov, rois_ov, view="ventral", height=420,
+                         status="" if query else "Search to see matching voxels")
+    surface_viewer(msg, key="cap_viewer", on_pick=lambda: None)
+    st.caption("Matching voxels on the surface (ventral view; drag to rotate). Open a voxel's card from the table.")
+with right:
+    st.dataframe(res[["method", "roi", "caption", "score", "r2_nc", "sentence_r", "voxel", "card"]].head(2000),
+                 hide_index=True, width="stretch", height=470, column_config={
+                     "card": st.column_config.LinkColumn("card", display_text="open"),
+                     "score": st.column_config.NumberColumn("match", format="%.2f"),
+                     "r2_nc": st.column_config.NumberColumn("R²/NC", format="%.2f"),
+                     "sentence_r": st.column_config.NumberColumn("caption r", format="%.2f",
+                                                                help="sentence-level prediction: the caption's "
+                                                                     "text embedding predicting the test responses"),
+                 })
+    export = res.drop(columns=["card"])
+    d = st.columns(2)
+    d[0].download_button("Download CSV", export.to_csv(index=False).encode(), "voxel_captions.csv", "text/csv",
+                         width="stretch")
+    buf = io.BytesIO()
+    export.to_parquet(buf, index=False)
+    d[1].download_button("Download Parquet", buf.getvalue(), "voxel_captions.parquet",
+                         "application/vnd.apache.parquet", width="stretch")
+
+st.subheader("Per ROI")
+summ = roi_summaries(path, stamp)
+if rois:
+    summ = summ[summ.ROI.isin(rois)]
+st.dataframe(summ[summ.method.isin(methods)], hide_index=True, width="stretch")
+
+
+@st.cache_data(show_spinner=False)
+def evaluation(path: str, stamp: float):
+    from backend.captions import ground_truth_table
+    from backend.workspace import Workspace
+
+    w = Workspace(path)
+    r = w.query("SELECT subject, method, median(sentence_r) AS median_r, avg(sentence_r) AS mean_r, count(*) AS n "
+                "FROM caption_eval GROUP BY ALL ORDER BY subject, method")
+    return r, ground_truth_table(w)
+
+
+with st.expander("How good are the captions? (evaluation)"):
+    r, gt = evaluation(path, stamp)
+    st.markdown("**Sentence-level prediction** — each caption's text embedding used as the voxel's encoding "
+                "weights, correlated with the measured responses to the shared test images:")
+    st.dataframe(r, hide_index=True)
+    if not gt.empty:
+        st.markdown("**Ground truth (demo world)** — share of category-selective voxels whose caption names "
+                    "their true category:")
+        st.dataframe(gt, hide_index=True, column_config={m: st.column_config.NumberColumn(m, format="percent")
+                                                        for m in ("brainscuba", "lavca")})
