@@ -45,6 +45,7 @@ case "${1:-}" in
     setup_python
     .venv/bin/python -m backend demo build --if-missing
     .venv/bin/python -m backend encoder fit --if-missing
+    .venv/bin/python -m backend captions all
     exec .venv/bin/streamlit run app.py --server.headless true --server.port "${PORT:-8501}" \
       --browser.gatherUsageStats false "$@"
     ;;

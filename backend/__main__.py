@@ -186,10 +186,20 @@ def cmd_captions(ws: Workspace, args) -> int:
                                  args.captions, args.images)
             print(f"bank {info['bank']!r}: {info['n']:,} embeddings ({info['dim']}-d), run {info['run']}")
         subjects = getattr(args, "subject", None) or ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist()
+        if args.cap_cmd == "all":  # later starts: nothing to do for subjects already captioned and evaluated
+            st = ws.query("SELECT s.subject, s.n_voxels, (SELECT count(*) FROM voxel_captions c WHERE c.subject = "
+                          "s.subject) AS n_cap, (SELECT count(*) FROM caption_eval e WHERE e.subject = s.subject) "
+                          "AS n_eval FROM subjects s")
+            complete = set(st[(st.n_cap == 2 * st.n_voxels) & (st.n_eval == 2 * st.n_voxels)].subject)
+            if complete >= set(subjects):
+                print("captions: every subject is captioned and evaluated")
+                return 0
+            subjects = [s for s in subjects if s not in complete]
         if args.cap_cmd in ("run", "all"):
             for s in subjects:
                 res = C.precompute(ws, s, args.method or C.METHODS, bank=args.bank, device=args.device,
-                                   batch=args.batch, overwrite=args.overwrite, progress=bar)
+                                   batch=args.batch, overwrite=args.overwrite, voxels=_sessions(args.voxels),
+                                   progress=bar)
                 bar.close()
                 for m, r in res.items():
                     print(f"{s} {m}: {r['n']:,} voxels captioned ({r['new']:,} new), run {r['run']}")
@@ -289,6 +299,7 @@ def main(argv=None) -> int:
         cr.add_argument("--device", default="cpu")
         cr.add_argument("--overwrite", action="store_true", help="replace captions made with other parameters")
         cr.add_argument("--n", type=int, default=50_000, help="size of the demo bank if it is built")
+        cr.add_argument("--voxels", default=None, help="only these voxels, e.g. 0-499 (default: all)")
     cs = csub.add_parser("search", help="search voxel captions")
     cs.add_argument("query")
     cs.add_argument("--semantic", action="store_true", help="rank by sentence-embedding similarity")

@@ -56,7 +56,7 @@ def load_bank(ws: Workspace, bank: str) -> tuple[np.ndarray, list[str] | None, d
         raise KeyError(f"no embedding bank {bank!r} in workspace {ws.path} (banks: {known}; build the demo one "
                        "with `python -m backend captions bank-demo`)")
     r = row.iloc[0].to_dict()
-    emb = np.asarray(ws.array(r["array_name"]), np.float32)
+    emb = np.array(ws.array(r["array_name"]), np.float32)  # a writable copy (the stored file is read-only)
     caps = ws.query("SELECT caption FROM bank_items WHERE bank = ? ORDER BY idx", [bank]).caption
     return emb, (caps.tolist() if caps.notna().all() and len(caps) == len(emb) else None), r
 
@@ -241,9 +241,10 @@ def _existing_run(ws, subject, method) -> tuple[str | None, dict | None]:
 
 def precompute(ws: Workspace, subject: str, methods=METHODS, bank: str = "demo", device: str = "cpu",
                batch: int = 256, params: dict | None = None, overwrite: bool = False, embedder=None,
-               captioner=None, language_model=None, progress: ProgressFn = None) -> dict:
-    """Caption every voxel of ``subject`` with each method, ``batch`` voxels per committed transaction.
-    Rerun after an interruption, it continues with the voxels that have no caption yet (same parameters)."""
+               captioner=None, language_model=None, voxels=None, progress: ProgressFn = None) -> dict:
+    """Caption every voxel of ``subject`` (or only ``voxels``) with each method, ``batch`` voxels per committed
+    transaction. Rerun after an interruption, it continues with the voxels that have no caption yet (same
+    parameters)."""
     from .encoder import encoder_weights
     from .models import load_role, model_config
 
@@ -285,9 +286,15 @@ def precompute(ws: Workspace, subject: str, methods=METHODS, bank: str = "demo",
                 run = tx.new_run(f"captions-{method}", full, seed=p.get("seed"), model_ids=model_ids)
         done = set(ws.query("SELECT voxel FROM voxel_captions WHERE subject = ? AND method = ?",
                             [subject, method]).voxel.tolist())
-        todo = np.array([v for v in range(len(W)) if v not in done], dtype=int)
+        wanted = range(len(W)) if voxels is None else sorted({int(v) for v in voxels})
+        bad = [v for v in wanted if not 0 <= v < len(W)]
+        if bad:
+            raise ValueError(f"{subject} has no voxel {bad[0]} (it has {len(W)})")
+        todo = np.array([v for v in wanted if v not in done], dtype=int)
+        total = len(wanted)
+        done_n = total - len(todo)
         stage = f"{subject}: {'BrainSCUBA' if method == 'brainscuba' else 'LaVCa'} captions"
-        report(progress, stage, len(done), len(W))
+        report(progress, stage, done_n, total)
         for a in range(0, len(todo), batch):
             vox = todo[a:a + batch]
             if method == "brainscuba":
@@ -310,8 +317,8 @@ def precompute(ws: Workspace, subject: str, methods=METHODS, bank: str = "demo",
                                  "keywords": kws, "run_id": run})
             with ws.writer() as tx:  # one transaction per batch: a kill loses at most this batch
                 tx.insert_df("voxel_captions", rows)
-            report(progress, stage, len(done) + a + len(vox), len(W))
-        summary[method] = {"run": run, "n": int(len(W)), "new": int(len(todo))}
+            report(progress, stage, done_n + a + len(vox), total)
+        summary[method] = {"run": run, "n": int(total), "new": int(len(todo))}
     return summary
 
 

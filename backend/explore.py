@@ -217,6 +217,9 @@ def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8) -> dict:
     truth = ws.query("SELECT category, prf_x, prf_y, prf_sigma, prf_share FROM voxel_truth WHERE subject = ? "
                      "AND voxel = ?", [subject, int(voxel)])
     card["truth"] = truth.iloc[0].to_dict() if not truth.empty else None
+    card["captions"] = ws.query("SELECT c.method, c.caption, c.keywords, e.sentence_r FROM voxel_captions c "
+                                "LEFT JOIN caption_eval e USING (subject, method, voxel) "
+                                "WHERE c.subject = ? AND c.voxel = ? ORDER BY c.method", [subject, int(voxel)])
     return card
 
 

@@ -225,6 +225,15 @@ def voxel_card(ws: Workspace, path: str, stamp: float, subject: str, hemi: str, 
         cat = truth["category"] or "no category"
         st.caption(f"Ground truth (synthetic world): **{cat}**-selective; true pRF at "
                    f"({truth['prf_x']:.1f}°, {truth['prf_y']:.1f}°), σ {truth['prf_sigma']:.1f}°.")
+    caps = card.get("captions")
+    if caps is not None and len(caps):
+        names = {"brainscuba": "BrainSCUBA", "lavca": "LaVCa"}
+        for r in caps.itertuples():
+            how = ("decoded from the encoder weights projected onto natural images" if r.method == "brainscuba"
+                   else "keywords of the captions of its top-50 predicted images")
+            rr = "" if r.sentence_r is None or r.sentence_r != r.sentence_r else f" · caption r {r.sentence_r:.2f}"
+            st.markdown(f"**{names.get(r.method, r.method)}:** “{r.caption}”  \n"
+                        f"<span style='color:#777;font-size:0.85em'>{how}{rr}</span>", unsafe_allow_html=True)
     tabs = ["Top images (measured)", "Top images (predicted)", "Categories"]
     early = card["roi"] in EARLY_ROIS
     if early:

@@ -74,7 +74,7 @@ if len(missing):
         f"{r.subject} (BrainSCUBA {r.brainscuba:,}/{r.n_voxels:,}, LaVCa {r.lavca:,}/{r.n_voxels:,})"
         for r in missing.itertuples()) + ". `python -m backend captions all` computes them (resuming where it "
         "stopped); so does the button below.")
-    if st.button("Compute captions now (about 5 minutes for the demo world on 2 cores)"):
+    if st.button("Compute captions now (about 5 minutes for the demo world on 2 cores)", key="cap_compute"):
         from backend import captions as C
         from backend.models import load_role
         from backend.progress import Eta
@@ -106,7 +106,7 @@ with st.form("caption_search", border=False):
     mode = c[1].radio("Match", ["words", "meaning"], horizontal=True, key="cap_mode",
                       help="words: captions that contain every word; meaning: ranked by sentence-embedding "
                            "similarity (all-MiniLM-L6-v2)")
-    c[2].form_submit_button("Search", width="stretch")
+    c[2].form_submit_button("Search", width="stretch", key="cap_search_btn")
 f = st.columns([1, 2, 2, 2])
 subject = f[0].selectbox("Subject", subjects, key="cap_subject")
 rois = f[1].multiselect("ROIs", sorted(table.roi.dropna().unique()), key="cap_rois", placeholder="all ROIs")

@@ -1,0 +1,179 @@
+"""Voxel captions: BrainSCUBA and LaVCa against ground truth, resumable precompute, search, bad input."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backend import captions as C
+
+ROOT = Path(__file__).resolve().parent.parent
+CATEGORY_ROIS = {"face": ["OFA", "FFA-1", "FFA-2", "aTL-faces"], "place": ["OPA", "PPA", "RSC"],
+                 "body": ["EBA", "FBA-1", "FBA-2"], "food": ["ventral-food"], "word": ["OWFA", "VWFA-1", "VWFA-2"]}
+
+
+@pytest.fixture(scope="module")
+def captioned(fitted_world):
+    """The fitted world with a 4,000-image demo bank and both methods run on its category voxels."""
+    ws, emb, *_ = fitted_world
+    if "demo" not in set(C.bank_table(ws).bank):
+        C.build_demo_bank(ws, emb, n=4000, chunk=1000)
+    vox = ws.query("SELECT v.voxel FROM voxels v JOIN voxel_truth t USING (subject, voxel) WHERE v.subject = 'subj01' "
+                   "AND t.category IS NOT NULL AND t.category <> '' AND v.roi IS NOT NULL").voxel.tolist()
+    C.precompute(ws, "subj01", embedder=emb, voxels=vox)
+    ev = C.evaluate(ws, "subj01", embedder=emb)
+    return ws, emb, vox, ev
+
+
+def test_brainscuba_projection_is_a_softmax_mixture_of_the_bank():
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(500, 16)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    w = bank[[7, 42]] * 3 + 0.01 * rng.normal(size=(2, 16))
+    # a very high temperature picks the nearest bank item; the full bank, one subset
+    p = C.brainscuba_project(w, bank, temperature=1e4, n_subsets=1, subset_fraction=1.0)
+    assert np.allclose(p, bank[[7, 42]], atol=1e-3)
+    # temperature 0 gives the bank mean; outputs are unit vectors; the same seed gives the same result
+    p0 = C.brainscuba_project(w, bank, temperature=0.0, n_subsets=1, subset_fraction=1.0)
+    m = bank.mean(0) / np.linalg.norm(bank.mean(0))
+    assert np.allclose(p0, m, atol=1e-5)
+    a = C.brainscuba_project(w, bank, n_subsets=3, seed=5)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    assert np.array_equal(a, C.brainscuba_project(w, bank, n_subsets=3, seed=5))
+
+
+def test_lavca_keyword_rule_prefers_words_typical_of_the_top_images():
+    pool = ["a red apple on a table"] * 5 + ["a face with black hair"] * 5 + ["a table in a room"] * 90
+    km = C.KeywordModel(pool, n_keywords=3, min_share=0.2)
+    top = np.arange(10)  # apples and faces
+    kws = [w for w, _ in km.keywords(top)]
+    assert set(kws) <= {"red", "apple", "face", "black", "hair"} and len(kws) == 3
+    assert "table" not in kws  # as common in the pool as among the top images
+    assert km.sentence(["apple", "red", "face"]) == "images of apple, red and face"
+    assert km.sentence([]) == "images with no distinctive content"
+
+
+def test_both_methods_name_the_true_category_of_category_voxels(captioned):
+    ws, emb, vox, ev = captioned
+    gt = C.ground_truth_table(ws, ["subj01"])
+    for cat, rois in CATEGORY_ROIS.items():
+        sel = gt[gt.roi.isin(rois)]
+        if sel.empty:
+            continue
+        for method in ("brainscuba", "lavca"):
+            share = ws.query(
+                "SELECT avg(CAST(e.names_truth AS DOUBLE)) AS s FROM caption_eval e JOIN voxels v USING (subject, voxel)"
+                " WHERE e.subject = 'subj01' AND e.method = ? AND v.roi IN (SELECT unnest(?::VARCHAR[]))",
+                [method, rois]).s.iloc[0]
+            assert share >= 0.8, (cat, method, share)
+    # a face-selective voxel's captions name a face
+    ffa = ws.query("SELECT c.method, c.caption FROM voxel_captions c JOIN voxels v USING (subject, voxel) "
+                   "WHERE c.subject = 'subj01' AND v.roi = 'FFA-1'")
+    assert ffa.caption.str.contains("face").mean() > 0.8
+    # every row records its run: method, parameters, model ids, code version
+    runs = ws.query("SELECT DISTINCT r.method, r.parameters, r.model_ids, r.code_version FROM voxel_captions c "
+                    "JOIN runs r USING (run_id)")
+    assert set(runs.method) == {"captions-brainscuba", "captions-lavca"}
+    assert all('"bank": "demo"' in p for p in runs.parameters) and all("embedder" in m for m in runs.model_ids)
+
+
+def test_sentence_level_prediction_beats_chance(captioned):
+    _, _, _, ev = captioned
+    for method, g in ev.groupby("method"):
+        assert g.sentence_r.median() > 0.1, method
+
+
+def test_search_by_words_and_by_meaning(captioned):
+    from backend.models import load_role
+
+    ws, *_ = captioned
+    index = C.CaptionIndex.from_workspace(ws, load_role("sentence_embedder"))
+    hits = index.keyword("food")
+    assert len(hits) and hits.caption.str.contains(r"\bfood\b").all()
+    sem = index.semantic("something to eat")
+    top = sem.head(20)
+    assert (top.roi == "ventral-food").mean() >= 0.5, top[["roi", "caption"]]
+    # quotes and SQL in a query are just text
+    for q in ["food'; DROP TABLE voxels; --", '"gold"', "100% (face)"]:
+        index.keyword(q)
+        index.semantic(q)
+    assert ws.query("SELECT count(*) AS n FROM voxels").n.iloc[0] > 0
+    for bad in ["", "   ", "!!!"]:
+        with pytest.raises(ValueError, match="search"):
+            index.keyword(bad)
+
+
+def test_a_bank_with_the_wrong_dimension_is_refused(captioned, tmp_path):
+    ws, emb, *_ = captioned
+    bad = tmp_path / "bank.npy"
+    np.save(bad, np.zeros((10, emb.dim + 1), np.float32))
+    before = C.bank_table(ws)
+    with pytest.raises(ValueError, match=rf"bank.npy has embeddings of dimension {emb.dim + 1}.*{emb.dim}"):
+        C.import_bank(ws, "mine", bad, emb)
+    caps = tmp_path / "caps.txt"
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((10, emb.dim), np.float32))
+    caps.write_text("a\nb\n")
+    with pytest.raises(ValueError, match="caps.txt has 2 captions"):
+        C.import_bank(ws, "mine", good, emb, captions_path=caps)
+    pd.testing.assert_frame_equal(C.bank_table(ws), before)  # nothing stored
+
+
+def test_a_killed_precompute_resumes_with_no_duplicate_rows(captioned, tmp_path):
+    ws, *_ = captioned
+    copy = tmp_path / "ws"
+    shutil.copytree(ws.path, copy)
+    from backend.workspace import Workspace, WorkspaceBusy
+
+    w2 = Workspace(copy)
+    with w2.writer() as tx:
+        tx.sql("DELETE FROM voxel_captions WHERE method = 'brainscuba'")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "backend", "--workspace", str(copy), "captions", "run", "--subject", "subj01",
+           "--method", "brainscuba", "--batch", "16", "--voxels", "0-399"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    n = 0
+    t0 = time.time()
+    while time.time() - t0 < 120 and proc.poll() is None:
+        try:
+            n = w2.query("SELECT count(*) AS n FROM voxel_captions WHERE method = 'brainscuba'").n.iloc[0]
+        except (WorkspaceBusy, Exception):  # noqa: BLE001 - the writer holds the file for a moment
+            n = n
+        if n >= 48:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = w2.query("SELECT count(*) AS n FROM voxel_captions WHERE method = 'brainscuba'").n.iloc[0]
+    assert 0 < partial < 400 and partial % 16 == 0  # whole batches only
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    df = w2.query("SELECT voxel, run_id FROM voxel_captions WHERE subject = 'subj01' AND method = 'brainscuba'")
+    assert len(df) == 400 and df.voxel.is_unique and set(df.voxel) == set(range(400))
+    assert df.run_id.nunique() == 1  # the rerun continued the same run
+    assert "(" in res.stdout and f"{400 - partial:,} new" in res.stdout
+
+
+def test_captions_page_searches_and_shows_matches(captioned, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    ws, *_ = captioned
+    monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(ws.path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.switch_page("views/captions.py").run()
+    assert not at.exception, at.exception
+    at.text_input(key="cap_q").set_value("food")
+    at.button(key="cap_search_btn").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) and table.caption.str.contains("food").all()
+    assert any("match “food”" in m.value for m in at.markdown)
+    at.text_input(key="cap_q").set_value("'; DROP TABLE voxels; --")
+    at.button(key="cap_search_btn").click().run()
+    assert not at.exception, at.exception
