@@ -43,3 +43,17 @@ class SentenceEmbedder:
         """(n, dim) float32, unit norm."""
         return np.asarray(self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                             convert_to_numpy=True, show_progress_bar=False), np.float32)
+
+    def encode_query(self, text: str, length: int = 32) -> np.ndarray:
+        """One short query, unit norm: padded to a fixed token length so every query has the same tensor
+        shape (no per-shape warm-up in the middle of interactive search); mean pooling ignores the padding."""
+        import torch
+
+        tok = self.model.tokenizer
+        enc = tok([text], padding="max_length", truncation=True, max_length=length, return_tensors="pt")
+        if int(enc["attention_mask"].sum()) >= length:  # longer than the fixed shape: the general path
+            return self.encode([text])[0]
+        with torch.inference_mode():
+            out = self.model({k: v.to(self.device) for k, v in enc.items()})
+        v = out["sentence_embedding"][0].float().cpu().numpy()
+        return (v / max(np.linalg.norm(v), 1e-8)).astype(np.float32)
