@@ -237,6 +237,25 @@ def top_pool_indices(W: np.ndarray, b: np.ndarray, pool: np.ndarray, n: int, dev
 
 
 # ---------------------------------------------------------------------------------------------- precompute
+def _write(ws: Workspace, fn, wait_s: float = 120.0):
+    """Run ``fn(tx)`` in a write transaction, retrying while a reader (the app) holds the file for a moment."""
+    import time
+
+    from .workspace import WorkspaceBusy
+
+    t0 = time.monotonic()
+    delay = 0.05
+    while True:
+        try:
+            with ws.writer() as tx:
+                return fn(tx)
+        except WorkspaceBusy:
+            if time.monotonic() - t0 > wait_s:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
 def caption_runs(ws: Workspace, subject: str) -> pd.DataFrame:
     return ws.query("SELECT method, count(*) AS n, any_value(run_id) AS run_id FROM voxel_captions WHERE subject = ? "
                     "GROUP BY method ORDER BY method", [subject])
@@ -278,8 +297,8 @@ def precompute(ws: Workspace, subject: str, methods=METHODS, bank: str = "demo",
             if not overwrite:
                 raise ValueError(f"captions of {subject} by {method} exist with other parameters ({old}); pass "
                                  f"overwrite=True (--overwrite) to replace them")
-            with ws.writer() as tx:
-                tx.sql("DELETE FROM voxel_captions WHERE subject = ? AND method = ?", [subject, method])
+            _write(ws, lambda tx: tx.sql("DELETE FROM voxel_captions WHERE subject = ? AND method = ?",
+                                         [subject, method]))
             run = None
         model_ids = {"embedder": embedder.model_id, "bank": bank_row["run_id"]}
         captioner_ = language_model_ = None
@@ -293,8 +312,7 @@ def precompute(ws: Workspace, subject: str, methods=METHODS, bank: str = "demo",
             model_ids["language_model"] = language_model_.model_id if language_model_ else "none (keyword rule)"
             kw_model = KeywordModel(bank_caps, p["n_keywords"], p["min_share"])
         if run is None:
-            with ws.writer() as tx:
-                run = tx.new_run(f"captions-{method}", full, seed=p.get("seed"), model_ids=model_ids)
+            run = _write(ws, lambda tx: tx.new_run(f"captions-{method}", full, seed=p.get("seed"), model_ids=model_ids))
         done = set(ws.query("SELECT voxel FROM voxel_captions WHERE subject = ? AND method = ?",
                             [subject, method]).voxel.tolist())
         wanted = range(len(W)) if voxels is None else sorted({int(v) for v in voxels})
@@ -326,8 +344,8 @@ def precompute(ws: Workspace, subject: str, methods=METHODS, bank: str = "demo",
                     kws.append(", ".join(k))
             rows = pd.DataFrame({"subject": subject, "method": method, "voxel": vox, "caption": caps,
                                  "keywords": kws, "run_id": run})
-            with ws.writer() as tx:  # one transaction per batch: a kill loses at most this batch
-                tx.insert_df("voxel_captions", rows)
+            # one transaction per batch: a kill loses at most this batch
+            _write(ws, lambda tx: tx.insert_df("voxel_captions", rows))
             report(progress, stage, done_n + a + len(vox), total)
         summary[method] = {"run": run, "n": int(total), "new": int(len(todo))}
     return summary
@@ -372,10 +390,12 @@ def evaluate(ws: Workspace, subject: str, embedder=None, device: str = "cpu") ->
             df["names_truth"] = None
         out.append(df)
     res = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
-    with ws.writer() as tx:
+    def store(tx):
         tx.sql("DELETE FROM caption_eval WHERE subject = ?", [subject])
         if not res.empty:
             tx.insert_df("caption_eval", res)
+
+    _write(ws, store)
     return res
 
 

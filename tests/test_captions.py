@@ -137,7 +137,8 @@ def test_a_killed_precompute_resumes_with_no_duplicate_rows(captioned, tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "backend", "--workspace", str(copy), "captions", "run", "--subject", "subj01",
            "--method", "brainscuba", "--batch", "16", "--voxels", "0-399"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     n = 0
     t0 = time.time()
     while time.time() - t0 < 120 and proc.poll() is None:
@@ -148,6 +149,7 @@ def test_a_killed_precompute_resumes_with_no_duplicate_rows(captioned, tmp_path)
         if n >= 48:
             break
         time.sleep(0.2)
+    assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = w2.query("SELECT count(*) AS n FROM voxel_captions WHERE method = 'brainscuba'").n.iloc[0]
