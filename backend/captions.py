@@ -468,10 +468,10 @@ class CaptionIndex:
     @classmethod
     def from_workspace(cls, ws: Workspace, sentence_embedder=None) -> "CaptionIndex":
         t = ws.query("SELECT c.subject, c.method, c.voxel, c.caption, c.keywords, v.hemi, v.vertex, v.roi, "
-                     "v.noise_ceiling, enc.r2_nc, e.sentence_r FROM voxel_captions c "
+                     "v.noise_ceiling, enc.r_test, enc.r2_nc, e.sentence_r FROM voxel_captions c "
                      "JOIN voxels v USING (subject, voxel) "
                      "LEFT JOIN caption_eval e USING (subject, method, voxel) "
-                     "LEFT JOIN (SELECT x.subject, x.voxel, x.r2_nc FROM voxel_encoding x JOIN encoders k "
+                     "LEFT JOIN (SELECT x.subject, x.voxel, x.r_test, x.r2_nc FROM voxel_encoding x JOIN encoders k "
                      "  ON x.subject = k.subject AND x.feature_key = k.feature_key) enc USING (subject, voxel) "
                      "ORDER BY c.subject, c.method, c.voxel")
         return cls(t, sentence_embedder)

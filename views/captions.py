@@ -129,6 +129,8 @@ if min_acc > 0:
     res = res[res.r2_nc.fillna(-1) >= min_acc]
 if mode == "meaning" and query:
     res = res.sort_values("score", ascending=False)
+else:  # the best-predicted voxels first
+    res = res.sort_values("r_test", ascending=False, na_position="last")
 
 res = res.assign(card=[f"/explorer?{urlencode({'subject': r.subject, 'vertex': f'{r.hemi}:{r.vertex}'})}"
                        for r in res.itertuples()])
@@ -147,34 +149,55 @@ with left:
     n = surface.n_vertices
     vals = {h: np.full(n[h], np.nan) for h in ("lh", "rh")}
     if query and len(res):
-        best = res.groupby(["hemi", "vertex"]).score.max()
+        best = res.groupby(["hemi", "vertex"], observed=True).score.max()
         for (h, v), sc in best.items():
             vals[h][v] = sc
     ov = Overlay("caption_match", f"Caption match: “{query}”" if query else "Caption match (search to map)", vals,
-                 cmap="plasma", vmin=0.0 if mode == "meaning" else 0.0, vmax=1.0)
+                 cmap="plasma", vmin=0.0, vmax=1.0)
     rois_ov = ex.overlay(path, stamp, subject, "rois", "", n)
     msg = viewer_message(surface, files, STATIC_URL, ov, rois_ov, view="ventral", height=420,
                          status="" if query else "Search to see matching voxels")
     surface_viewer(msg, key="cap_viewer", on_pick=lambda: None)
     st.caption("Matching voxels on the surface (ventral view; drag to rotate). Open a voxel's card from the table.")
 with right:
-    st.dataframe(res[["method", "roi", "caption", "score", "r2_nc", "sentence_r", "voxel", "card"]].head(2000),
-                 hide_index=True, width="stretch", height=470, column_config={
-                     "card": st.column_config.LinkColumn("card", display_text="open"),
-                     "score": st.column_config.NumberColumn("match", format="%.2f"),
-                     "r2_nc": st.column_config.NumberColumn("R²/NC", format="%.2f"),
-                     "sentence_r": st.column_config.NumberColumn("caption r", format="%.2f",
-                                                                help="sentence-level prediction: the caption's "
-                                                                     "text embedding predicting the test responses"),
-                 })
-    export = res.drop(columns=["card"])
-    d = st.columns(2)
-    d[0].download_button("Download CSV", export.to_csv(index=False).encode(), "voxel_captions.csv", "text/csv",
-                         width="stretch")
-    buf = io.BytesIO()
-    export.to_parquet(buf, index=False)
-    d[1].download_button("Download Parquet", buf.getvalue(), "voxel_captions.parquet",
-                         "application/vnd.apache.parquet", width="stretch")
+    if query and len(res):
+        st.markdown("**Matches per ROI** (share of the ROI's voxels whose caption matches)")
+        allv = table[(table.subject == subject) & table.method.isin(methods)]
+        def by_roi(df):
+            roi = df.roi.astype(object).where(df.roi.notna(), "(no ROI)")
+            return df.assign(roi=roi).groupby(["roi", "method"]).voxel.nunique()
+
+        per = pd.DataFrame({"matches": by_roi(res), "voxels": by_roi(table[(table.subject == subject)
+                                                                          & table.method.isin(methods)])})
+        per = per.dropna().assign(share=lambda d: d.matches / d.voxels).reset_index()
+        wide = per.pivot(index="roi", columns="method", values="share").fillna(0.0)
+        wide = wide.loc[wide.max(axis=1).sort_values(ascending=False).index].head(12)
+        st.bar_chart(wide, horizontal=True, stack=False, height=380, y_label="share of the ROI's voxels",
+                     x_label="", sort=False)
+    else:
+        st.info("Search for a word (e.g. *food*, *face*, *building*) or, with *meaning*, any phrase.")
+
+st.dataframe(res[["method", "roi", "caption", "score", "r_test", "r2_nc", "sentence_r", "voxel", "hemi", "vertex",
+                  "card"]]
+             .head(2000), hide_index=True, width="stretch", height=420, column_config={
+                 "caption": st.column_config.TextColumn("caption", width="large"),
+                 "card": st.column_config.LinkColumn("voxel card", display_text="open"),
+                 "score": st.column_config.NumberColumn("match", format="%.2f"),
+                 "r_test": st.column_config.NumberColumn("test r", format="%.2f"),
+                 "r2_nc": st.column_config.NumberColumn("R²/NC", format="%.2f"),
+                 "sentence_r": st.column_config.NumberColumn("caption r", format="%.2f",
+                                                            help="sentence-level prediction: the caption's "
+                                                                 "text embedding predicting the test responses"),
+             })
+export = res.drop(columns=["card"])
+d = st.columns([1, 1, 3])
+d[0].download_button("Download CSV", export.to_csv(index=False).encode(), "voxel_captions.csv", "text/csv",
+                     width="stretch")
+buf = io.BytesIO()
+export.to_parquet(buf, index=False)
+d[1].download_button("Download Parquet", buf.getvalue(), "voxel_captions.parquet",
+                     "application/vnd.apache.parquet", width="stretch")
+d[2].caption(f"{len(export):,} rows with the filters above; the table shows the first 2,000.")
 
 st.subheader("Per ROI")
 summ = roi_summaries(path, stamp)
