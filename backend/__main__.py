@@ -211,6 +211,18 @@ def cmd_captions(ws: Workspace, args) -> int:
                     continue
                 print(f"{s}: median sentence-level prediction r: " + ", ".join(
                     f"{m} {g.sentence_r.median():.3f}" for m, g in ev.groupby("method")))
+            if args.cap_cmd == "evaluate":
+                from .models import load_role
+
+                sent = load_role("sentence_embedder")
+                for s in subjects:
+                    dv = C.diversity(ws, s, sent)
+                    if dv.empty:
+                        continue
+                    print(f"{s}: caption diversity (lexical = distinct words / words; semantic = mean pairwise "
+                          "cosine distance of sentence embeddings)")
+                    wide = dv.pivot(index="roi", columns="method", values=["distinct_captions", "lexical", "semantic"])
+                    print(wide.round(3).to_string())
             gt = C.ground_truth_table(ws, subjects)
             if not gt.empty:
                 print("share of category-selective voxels whose caption names their true category:")
