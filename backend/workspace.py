@@ -309,9 +309,14 @@ class WriteTransaction:
                 p.unlink()
 
     def remove_orphans_after_commit(self) -> None:
+        """Best effort: if a reader has the file open right now, the next writer cleans up instead (the data
+        is already committed; an unreferenced file is only wasted space)."""
         import duckdb
 
-        con = duckdb.connect(str(self.ws.db_path))
+        try:
+            con = duckdb.connect(str(self.ws.db_path))
+        except duckdb.IOException:
+            return
         try:
             self.con = con
             self.remove_orphans()
