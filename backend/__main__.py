@@ -153,11 +153,10 @@ def cmd_encoder_fit(ws: Workspace, args) -> int:
 
 def cmd_captions(ws: Workspace, args) -> int:
     from . import captions as C
+    from .models import load_role
     from .progress import TerminalProgress
 
     if args.cap_cmd == "search":
-        from .models import load_role
-
         index = C.CaptionIndex.from_workspace(ws, load_role("sentence_embedder") if args.semantic else None)
         res = index.semantic(args.query) if args.semantic else index.keyword(args.query)
         if args.subject:
@@ -170,20 +169,14 @@ def cmd_captions(ws: Workspace, args) -> int:
         return 0
     bar = TerminalProgress()
     try:
-        if args.cap_cmd in ("bank-demo", "all"):
-            from .models import load_role
-
-            if args.cap_cmd == "all" and "demo" in set(C.bank_table(ws).bank):
-                pass
-            else:
-                info = C.build_demo_bank(ws, load_role("embedder", args.device), n=args.n, progress=bar)
-                bar.close()
-                print(f"bank {info['bank']!r}: {info['n']:,} embeddings ({info['dim']}-d), run {info['run']}")
-        if args.cap_cmd == "bank-import":
-            from .models import load_role
-
+        info = None
+        if args.cap_cmd == "bank-demo" or (args.cap_cmd == "all" and "demo" not in set(C.bank_table(ws).bank)):
+            info = C.build_demo_bank(ws, load_role("embedder", args.device), n=args.n, progress=bar)
+            bar.close()
+        elif args.cap_cmd == "bank-import":
             info = C.import_bank(ws, args.name, args.embeddings, load_role("embedder", args.device),
                                  args.captions, args.images)
+        if info:
             print(f"bank {info['bank']!r}: {info['n']:,} embeddings ({info['dim']}-d), run {info['run']}")
         subjects = getattr(args, "subject", None) or ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist()
         if args.cap_cmd == "all":  # later starts: nothing to do for subjects already captioned and evaluated
@@ -212,8 +205,6 @@ def cmd_captions(ws: Workspace, args) -> int:
                 print(f"{s}: median sentence-level prediction r: " + ", ".join(
                     f"{m} {g.sentence_r.median():.3f}" for m, g in ev.groupby("method")))
             if args.cap_cmd == "evaluate":
-                from .models import load_role
-
                 sent = load_role("sentence_embedder")
                 for s in subjects:
                     dv = C.diversity(ws, s, sent)

@@ -42,6 +42,7 @@ STOPWORDS = set("""a an the of on in at to with and or its it is are was be by f
 there here some very next near left right top bottom upper lower centre center middle picture image photo
 photograph view shows showing one two three four five six small large big little""".split())
 _WORD = re.compile(r"[a-z]+")
+_QUERY_WORD = re.compile(r"[\w'-]+")  # search terms and the index's words: letters, digits, ' and -
 
 
 # ---------------------------------------------------------------------------------------------- banks
@@ -356,22 +357,15 @@ def evaluate(ws: Workspace, subject: str, embedder=None, device: str = "cpu") ->
     """Per voxel and method: sentence-level prediction r (the caption's text embedding as the encoding
     weights, correlated with the measured test responses) and, on the demo world, whether the caption names
     the voxel's true category. Stored in ``caption_eval``; returned as a DataFrame."""
-    from .data import subject_betas
-    from .encoder import encoder_weights
+    from .encoder import design_matrices, encoder_weights
+    from .features import stored_features
     from .models import load_role
     from .models.evaluate import names_category
     from .ridge import pearson_columns
 
     embedder = embedder or load_role("embedder", device)
     _, _, key = encoder_weights(ws, subject)
-    arr = ws.query("SELECT array_name FROM feature_sets WHERE key = ?", [key]).array_name.iloc[0]
-    F = np.asarray(ws.array(arr))
-    betas, rows = subject_betas(ws, subject)
-    test = (rows.split == "test").to_numpy()
-    ids = ws.query("SELECT stim_id FROM stimuli ORDER BY stim_id").stim_id.to_numpy()
-    pos = np.searchsorted(ids, rows.stim_id.to_numpy()[test])
-    Ft = F[pos]
-    Bt = np.asarray(betas[test], np.float32)
+    _, _, Ft, Bt, _ = design_matrices(ws, subject, stored_features(ws, key))
     caps = ws.query("SELECT method, voxel, caption FROM voxel_captions WHERE subject = ? ORDER BY method, voxel",
                     [subject])
     truth = ws.query("SELECT voxel, category FROM voxel_truth WHERE subject = ?", [subject]).set_index("voxel").category
@@ -451,7 +445,7 @@ class CaptionIndex:
         # inverted index: word -> ids of the distinct captions that contain it
         post: dict[str, list[int]] = {}
         for i, c in enumerate(self.uniq):
-            for w in set(re.findall(r"[\w'-]+", str(c).lower())):
+            for w in set(_QUERY_WORD.findall(str(c).lower())):
                 post.setdefault(w, []).append(i)
         self.postings = {w: np.asarray(v, np.int64) for w, v in post.items()}
         self.sentence_embedder = sentence_embedder
@@ -481,7 +475,7 @@ class CaptionIndex:
         q = (query or "").strip()
         if not q:
             raise ValueError("the search is empty: type a word or a phrase, e.g. 'food' or 'a smiling face'")
-        words = [w for w in re.findall(r"[\w'-]+", q.lower()) if w]
+        words = [w for w in _QUERY_WORD.findall(q.lower()) if w]
         if not words:
             raise ValueError(f"the search {query!r} has no words to look for (only punctuation or symbols)")
         return words

@@ -171,13 +171,6 @@ def find_voxel(ws: Workspace, subject: str, hemi: str, vertex: int) -> int | Non
     return None if df.empty else int(df.voxel.iloc[0])
 
 
-def _feature_matrix(ws: Workspace, key: str) -> np.ndarray:
-    name = ws.query("SELECT array_name FROM feature_sets WHERE key = ?", [key])
-    if name.empty:
-        raise KeyError(f"feature set {key} is missing from workspace {ws.path}")
-    return np.asarray(ws.array(name.array_name.iloc[0]))
-
-
 def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8) -> dict:
     """Everything the voxel card shows: identity, ROI, noise ceiling, encoding accuracy, top images by
     measured and by predicted response, mean response per stimulus category, ground truth when known."""
@@ -200,7 +193,9 @@ def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8) -> dict:
             "top_measured": measured, "top_predicted": None}
     if has_encoder(ws, subject):
         W, icpt, key = encoder_weights(ws, subject)
-        F = _feature_matrix(ws, key)
+        from .features import stored_features
+
+        F = stored_features(ws, key)
         pred = F @ W[voxel] + icpt[voxel]
         ids = ws.query("SELECT stim_id FROM stimuli ORDER BY stim_id").stim_id.to_numpy()
         top = np.argsort(-pred)[:n_top]

@@ -30,6 +30,14 @@ def feature_key(model_id: str, fp: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", model_id).strip("-").lower() + "-" + fp
 
 
+def stored_features(ws: Workspace, key: str) -> np.ndarray:
+    """The stored feature matrix (n_stimuli, dim) of feature set ``key``, in stim_id order."""
+    name = ws.query("SELECT array_name FROM feature_sets WHERE key = ?", [key])
+    if name.empty:
+        raise KeyError(f"feature set {key} is missing from workspace {ws.path}")
+    return np.asarray(ws.array(name.array_name.iloc[0]))
+
+
 def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str = "cpu", batch_size: int = 256,
                       progress: ProgressFn = None) -> tuple[np.ndarray, str]:
     """(features (n_stimuli, dim) in stim_id order, feature key); computed and stored on first use."""

@@ -127,17 +127,21 @@ def roi_map_figure(ws, subject: str | None = None, dpi: int = 110):
     return fig
 
 
-def render_roi_map(ws, subject: str | None, out: Path) -> Path:
-    fig = roi_map_figure(ws, subject)
+def save_png(fig, out: Path) -> Path:
+    """Write a matplotlib figure to ``out`` atomically (a reader never sees half a PNG) and close it."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp)
     os.replace(tmp, out)
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
     return out
+
+
+def render_roi_map(ws, subject: str | None, out: Path) -> Path:
+    return save_png(roi_map_figure(ws, subject), out)
 
 
 def cached_roi_map(ws, subject: str) -> Path:
@@ -207,16 +211,7 @@ def overlay_figure(ws, subject: str, overlay_name: str, concept: str = "", vmin=
 
 
 def render_overlay(ws, subject: str, overlay_name: str, out: Path, **kwargs) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig = overlay_figure(ws, subject, overlay_name, **kwargs)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, out)
-    plt.close(fig)
-    return out
+    return save_png(overlay_figure(ws, subject, overlay_name, **kwargs), out)
 
 
 def overlay_png_subprocess(ws, subject: str, overlay_name: str, out: Path, concept: str = "", vmin=None, vmax=None,

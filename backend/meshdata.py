@@ -102,6 +102,12 @@ def available_kinds(surface: Surface) -> list[str]:
     return [k for k in SURFACE_KINDS if all(getattr(surface[h], k) is not None for h in HEMIS)]
 
 
+def sulc_codes(sulc: np.ndarray) -> np.ndarray:
+    """Sulcal depth as one byte per vertex (128 = 0; the 98th percentile of |depth| maps to the ends)."""
+    lim = float(np.percentile(np.abs(sulc), 98)) or 1.0
+    return np.round(np.clip(sulc / lim, -1, 1) * 127 + 128).astype(np.uint8)
+
+
 def topology_blob(surface: Surface) -> bytes:
     arrays, header = {}, {"space": surface.space, "kinds": available_kinds(surface), "n": {}}
     for h in HEMIS:
@@ -110,9 +116,7 @@ def topology_blob(surface: Surface) -> bytes:
         arrays[f"{h}.faces"] = encode_faces(hemi.faces)
         if hemi.flat_faces is not None:
             arrays[f"{h}.flat_faces"] = encode_faces(hemi.flat_faces)
-        s = hemi.sulc
-        lim = float(np.percentile(np.abs(s), 98)) or 1.0
-        arrays[f"{h}.sulc"] = np.round(np.clip(s / lim, -1, 1) * 127 + 128).astype(np.uint8)
+        arrays[f"{h}.sulc"] = sulc_codes(hemi.sulc)
     return pack(header, arrays)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .cortex import HEMIS, Surface
 from .explore import Overlay
-from .meshdata import NO_VALUE, encode_overlay
+from .meshdata import encode_overlay, sulc_codes
 
 VIEWS = ("lateral", "medial", "ventral", "posterior", "dorsal", "anterior")
 SHOW = ("both", "lh", "rh")
@@ -118,10 +118,7 @@ def vertex_colours(surface: Surface, overlay: Overlay, rois: Overlay | None = No
     hi = d_hi if vmax is None else vmax
     out = {}
     for h in HEMIS:
-        s = surface[h].sulc
-        lim = float(np.percentile(np.abs(s), 98)) or 1.0
-        code = np.round(np.clip(s / lim, -1, 1) * 127 + 128)
-        grey = (190 - code * 70 / 255) / 255
+        grey = (190 - sulc_codes(surface[h].sulc).astype(np.float64) * 70 / 255) / 255  # as the viewer shades
         rgb = np.repeat(grey[:, None], 3, 1)
         v = overlay.values[h]
         ok = np.isfinite(v)

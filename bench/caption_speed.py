@@ -70,7 +70,6 @@ def main() -> int:
           f"shapes: {t_bare:.3f} s ({flops / t_bare / 1e9:.1f} GFLOP/s); projection throughput = "
           f"{t_bare / t_proj:.0%} of the bare products")
 
-    emb = load_role("embedder", args.device)
     cap = load_role("captioner", args.device)
     con = duckdb.connect()
     con.execute("CREATE TABLE t (voxel INTEGER, caption VARCHAR, keywords VARCHAR)")

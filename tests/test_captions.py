@@ -182,21 +182,12 @@ def test_captions_page_searches_and_shows_matches(captioned, monkeypatch):
 
 
 def test_lavca_with_a_configured_language_model_records_it(captioned, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
     from backend.models.language_model import LanguageModel
+    from tests.tiny import tiny_language_model
 
     ws, emb, *_ = captioned
-    words = ["[UNK]", "[EOS]", "face", "food", "building", ",", "images", "of"]
-    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    t.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", eos_token="[EOS]", pad_token="[EOS]")
-    folder = tmp_path / "lm"
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_embd=16, n_layer=1, n_head=2, n_positions=512,
-                               eos_token_id=1, bos_token_id=1)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    lm = LanguageModel.from_pretrained(folder)
+    lm = LanguageModel.from_pretrained(tiny_language_model(tmp_path / "lm", ["face", "food", "building", ",",
+                                                                              "images", "of"]))
     try:
         C.precompute(ws, "subj02", ["lavca"], embedder=emb, language_model=lm, voxels=[0, 1, 2])
         rows = ws.query("SELECT c.caption, c.keywords, r.model_ids FROM voxel_captions c JOIN runs r USING (run_id) "

@@ -143,18 +143,10 @@ def test_stable_diffusion_folder_loads_through_the_same_interface(tmp_path):
 
 
 def test_language_model_folder_loads_and_generates(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    words = ["[UNK]", "[EOS]", "face", "food", "keywords", ":", "a", "smiling"]
-    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    t.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", eos_token="[EOS]", pad_token="[EOS]")
-    folder = tmp_path / "lm"
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_embd=16, n_layer=1, n_head=2, n_positions=32,
-                               eos_token_id=1, bos_token_id=1)).save_pretrained(folder)
-    tok.save_pretrained(folder)
     from backend.models.language_model import LanguageModel
+    from tests.tiny import tiny_language_model
+
+    folder = tiny_language_model(tmp_path / "lm", ["face", "food", "keywords", ":", "a", "smiling"])
 
     lm = LanguageModel.from_pretrained(folder)
     assert isinstance(lm.generate("keywords : a smiling face", max_new_tokens=3), str)

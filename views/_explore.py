@@ -108,14 +108,9 @@ def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outli
 
 def fit_encoders_with_progress(ws: Workspace) -> None:
     from backend.encoder import fit_encoders
-    from backend.progress import Eta
+    from views._state import progress_bar
 
-    bar = st.progress(0.0, text="Starting")
-    eta = Eta()
-
-    def progress(stage, done, total):
-        bar.progress(min(done / max(total, 1), 1.0), text=eta.text(stage, done, total))
-
+    _, progress = progress_bar()
     fit_encoders(ws, only_missing=True, progress=progress)
     st.cache_data.clear()
 

@@ -48,11 +48,10 @@ def roi_map_png(path: str, stamp: float, subject: str) -> bytes:
     return cached_roi_map(Workspace(path), subject).read_bytes()
 
 
-def build_demo_with_progress(ws: Workspace) -> None:
-    """Build the demo world from the page, with a progress bar (counts, rate, time left)."""
+def progress_bar():
+    """A page progress bar (counts, rate, time left) and the ``progress(stage, done, total)`` callback the
+    backend's long jobs report to."""
     from backend.progress import Eta
-    from backend.workspace import WorkspaceBusy
-    from backend.world import build_demo_world
 
     bar = st.progress(0.0, text="Starting")
     eta = Eta()
@@ -60,6 +59,15 @@ def build_demo_with_progress(ws: Workspace) -> None:
     def progress(stage: str, done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=eta.text(stage, done, total))
 
+    return bar, progress
+
+
+def build_demo_with_progress(ws: Workspace) -> None:
+    """Build the demo world from the page, with a progress bar (counts, rate, time left)."""
+    from backend.workspace import WorkspaceBusy
+    from backend.world import build_demo_world
+
+    bar, progress = progress_bar()
     try:
         summary = build_demo_world(ws, progress=progress)
     except WorkspaceBusy as exc:

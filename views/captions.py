@@ -77,14 +77,9 @@ if len(missing):
     if st.button("Compute captions now (about 5 minutes for the demo world on 2 cores)", key="cap_compute"):
         from backend import captions as C
         from backend.models import load_role
-        from backend.progress import Eta
+        from views._state import progress_bar
 
-        bar = st.progress(0.0, text="Starting")
-        eta = Eta()
-
-        def progress(stage, done, total):
-            bar.progress(min(done / max(total, 1), 1.0), text=eta.text(stage, done, total))
-
+        _, progress = progress_bar()
         if "demo" not in set(C.bank_table(ws).bank):
             C.build_demo_bank(ws, load_role("embedder"), progress=progress)
         for s in missing.subject:
