@@ -69,7 +69,7 @@ def main() -> int:
     ap.add_argument("--voxels", type=int, default=300_000)
     args = ap.parse_args()
     from backend.models import load_role
-    from backend.workspace import Workspace
+    from backend.store import Workspace
 
     rng = np.random.default_rng(0)
     sent = load_role("sentence_embedder")

@@ -36,9 +36,9 @@ def main() -> int:
     import torch
 
     from backend import captions as C
-    from backend.encoder import encoder_weights
+    from backend.encoders import encoder_weights
     from backend.models import load_role
-    from backend.workspace import Workspace
+    from backend.store import Workspace
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--voxels", type=int, default=2048)
@@ -49,7 +49,7 @@ def main() -> int:
     bank, caps, _ = C.load_bank(ws, "demo")
     n = min(args.voxels, len(W))
     Wv = W[:n]
-    p = C.DEFAULTS["brainscuba"]
+    p = C.CAPTION_METHODS["brainscuba"].defaults
     k = int(len(bank) * p["subset_fraction"])
     print(f"threads: {torch.get_num_threads()}, device {args.device}; W {Wv.shape}, bank {bank.shape}, "
           f"{p['n_subsets']} subsets of {k:,}")

@@ -33,7 +33,7 @@ def make_data(n, p, t, seed=0):
 
 def worker(method, n, p, t, out):
     sys.path.insert(0, str(ROOT))
-    from backend.ridge import DEFAULT_ALPHAS, fit_ridge_cv, r2_columns
+    from backend.encoders.ridge import DEFAULT_ALPHAS, fit_ridge_cv, r2_columns
 
     X, Y, Xt, Yt = make_data(n, p, t)
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def main():
             res[method] = json.load(open(out))
             res[method]["alpha"] = np.load(out + ".alpha.npy")
     sys.path.insert(0, str(ROOT))
-    from backend.ridge import DEFAULT_ALPHAS
+    from backend.encoders.ridge import DEFAULT_ALPHAS
 
     print(f"ridge, {a.samples:,} samples x {a.features} features -> {a.targets:,} targets, "
           f"{len(DEFAULT_ALPHAS)} alphas ({DEFAULT_ALPHAS[0]:g}..{DEFAULT_ALPHAS[-1]:g}), {os.cpu_count()} cores")

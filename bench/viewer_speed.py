@@ -33,10 +33,10 @@ HARNESS = textwrap.dedent('''
     import numpy as np
     import streamlit as st
 
-    from backend.cortex import HEMIS, load_fsaverage5
-    from backend.explore import Overlay
-    from backend.meshdata import subdivide, write_mesh_files
-    from backend.viewer import viewer_message
+    from backend.surface import HEMIS, load_fsaverage5
+    from backend.surface import Overlay
+    from backend.surface.wire import subdivide, write_mesh_files
+    from backend.surface.viewer import viewer_message
     from views._surface import CACHE, STATIC_URL, surface_viewer
 
     st.set_page_config(layout="wide")
@@ -169,7 +169,7 @@ def main() -> int:
                     first_paint(page, url)
                 report(f"{name}, harness", measure(url, ("random", "smooth"), args.repeats))
     if args.app:
-        from backend.workspace import default_workspace
+        from backend.store import default_workspace
 
         with streamlit_server(default_workspace()) as url:
             with chromium_page() as page:

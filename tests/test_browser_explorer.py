@@ -102,7 +102,7 @@ def test_explorer_paints_switches_overlays_and_opens_the_voxel_card_on_click(app
         m = re.search(r"(lh|rh) vertex (\d+)", text)
         assert m and m.group(1) == row.hemi
         picked = int(m.group(2))
-        hemi = __import__("backend.figures", fromlist=["x"]).workspace_surface(ws)[row.hemi]
+        hemi = __import__("backend.surface", fromlist=["x"]).workspace_surface(ws)[row.hemi]
         near = np.linalg.norm(hemi.inflated[picked] - hemi.inflated[int(row.vertex)])
         assert near < 8.0, (picked, int(row.vertex), near)  # within a mesh step or two (mm, inflated)
         assert any(r in text for r in FACE_ROIS)

@@ -26,7 +26,7 @@ def captioned(fitted_world):
         C.build_demo_bank(ws, emb, n=4000, chunk=1000)
     vox = ws.query("SELECT v.voxel FROM voxels v JOIN voxel_truth t USING (subject, voxel) WHERE v.subject = 'subj01' "
                    "AND t.category IS NOT NULL AND t.category <> '' AND v.roi IS NOT NULL").voxel.tolist()
-    C.precompute(ws, "subj01", embedder=emb, voxels=vox)
+    C.precompute(ws, "subj01", models={"embedder": emb}, voxels=vox)
     ev = C.evaluate(ws, "subj01", embedder=emb)
     return ws, emb, vox, ev
 
@@ -129,7 +129,7 @@ def test_a_killed_precompute_resumes_with_no_duplicate_rows(captioned, tmp_path)
     ws, *_ = captioned
     copy = tmp_path / "ws"
     shutil.copytree(ws.path, copy)
-    from backend.workspace import Workspace, WorkspaceBusy
+    from backend.store import Workspace, WorkspaceBusy
 
     w2 = Workspace(copy)
     with w2.writer() as tx:
@@ -189,7 +189,7 @@ def test_lavca_with_a_configured_language_model_records_it(captioned, tmp_path):
     lm = LanguageModel.from_pretrained(tiny_language_model(tmp_path / "lm", ["face", "food", "building", ",",
                                                                               "images", "of"]))
     try:
-        C.precompute(ws, "subj02", ["lavca"], embedder=emb, language_model=lm, voxels=[0, 1, 2])
+        C.precompute(ws, "subj02", ["lavca"], models={"embedder": emb, "language_model": lm}, voxels=[0, 1, 2])
         rows = ws.query("SELECT c.caption, c.keywords, r.model_ids FROM voxel_captions c JOIN runs r USING (run_id) "
                         "WHERE c.subject = 'subj02' AND c.method = 'lavca'")
         assert len(rows) == 3 and rows.caption.map(lambda c: isinstance(c, str)).all()

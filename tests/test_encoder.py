@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import RidgeCV
 
-from backend.ridge import DEFAULT_ALPHAS, fit_ridge_cv, pearson_columns, r2_columns
+from backend.encoders.ridge import DEFAULT_ALPHAS, fit_ridge_cv, pearson_columns, r2_columns
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_accuracy_helpers_are_the_textbook_formulas():
 
 # ---------------------------------------------------------------------------------------- on the demo world
 def test_features_are_computed_once_and_reused(fitted_world):
-    from backend.features import stimulus_features
+    from backend.encoders.features import stimulus_features
     from backend.models import model_config
 
     ws, emb, feats, key, _ = fitted_world
@@ -95,9 +95,9 @@ def test_category_rois_are_predicted_well_and_better_than_the_rest(fitted_world)
 
 def test_encoder_weights_recover_the_true_preferred_category(fitted_world):
     """The text embedding of each category, dotted with a voxel's weights, peaks at the voxel's true category."""
-    from backend.encoder import encoder_weights
-    from backend.models.evaluate import category_text_features
-    from backend.stimuli import CATEGORIES
+    from backend.encoders import encoder_weights
+    from backend.models.demo.evaluate import category_text_features
+    from backend.datasets.demo.stimuli import CATEGORIES
 
     ws, emb, _, key, _ = fitted_world
     text = category_text_features(emb)

@@ -4,12 +4,13 @@ import gzip
 import numpy as np
 import pytest
 
-from backend.cortex import HEMIS, load_fsaverage5
-from backend.explore import (EARLY_ROIS, concept_scores, find_voxel, overlay, receptive_field, roi_overlay,
-                             top_voxels, voxel_card, voxel_table)
-from backend.meshdata import (NO_VALUE, decode_faces, decode_overlay, dequantise_positions, encode_faces,
-                              encode_overlay, positions_blob, subdivide, topology_blob, unpack, write_mesh_files)
-from backend.viewer import parse_message, roi_boundary, vertex_colours, viewer_message
+from backend.errors import InvalidInputError, NotFoundError
+from backend.explore import (concept_scores, find_voxel, overlay, receptive_field, roi_overlay, top_voxels,
+                             voxel_card, voxel_table)
+from backend.surface import EARLY_ROIS, HEMIS, load_fsaverage5
+from backend.surface.viewer import parse_message, roi_boundary, vertex_colours, viewer_message
+from backend.surface.wire import (NO_VALUE, decode_faces, decode_overlay, dequantise_positions, encode_faces,
+                                  encode_overlay, positions_blob, subdivide, topology_blob, unpack, write_mesh_files)
 
 FACE_ROIS = {"OFA", "FFA-1", "FFA-2", "aTL-faces", "mTL-faces"}
 PLACE_ROIS = {"OPA", "PPA", "RSC"}
@@ -66,13 +67,14 @@ def test_voxel_card_and_lookup_errors(fitted_world):
     assert find_voxel(ws, "subj01", "lh", next(i for i in range(10242) if i not in used)) is None
     first = vox.iloc[0]
     assert find_voxel(ws, "subj01", first.hemi, int(first.vertex)) == int(first.voxel)
-    with pytest.raises(KeyError, match="no voxel 999999"):
+    with pytest.raises(NotFoundError, match="no voxel 999999"):
         voxel_card(ws, "subj01", 999999)
-    with pytest.raises(KeyError, match="subject 'nobody'"):
+    with pytest.raises(NotFoundError, match="subject 'nobody'") as exc:
         voxel_table(ws, "nobody")
-    with pytest.raises(ValueError, match="hemisphere"):
+    assert str(exc.value).startswith("subject 'nobody' is not in workspace")  # printed as written, no KeyError quotes
+    with pytest.raises(InvalidInputError, match="hemisphere"):
         find_voxel(ws, "subj01", "xh", 3)
-    with pytest.raises(KeyError, match="unknown overlay 'nope'"):
+    with pytest.raises(InvalidInputError, match="unknown overlay 'nope'"):
         overlay(ws, "subj01", "nope", {"lh": 10242, "rh": 10242})
 
 

@@ -8,7 +8,8 @@ import torch
 from backend.models import load_role, model_config
 from backend.models.captioner import CaptionDecoder, new_demo_captioner
 from backend.models.embedder import DemoClip, DemoClipModel, HFClipEmbedder, load_embedder
-from backend.models.generator import EmbeddingConditionedPipeline, load_generator, new_demo_unet
+from backend.models.generator import (EmbeddingConditionedPipeline, StableDiffusionGenerator, load_generator,
+                                      new_demo_unet)
 from backend.models.tokenizer import WordTokenizer
 
 CAPTIONS = ["a red apple on a grey background", "a smiling face in a room", "the word \"stop\" in a field",
@@ -137,7 +138,7 @@ def test_stable_diffusion_folder_loads_through_the_same_interface(tmp_path):
                             safety_checker=None, feature_extractor=None,
                             requires_safety_checker=False).save_pretrained(tmp_path / "sd")
     gen = load_generator(tmp_path / "sd")
-    assert gen.kind == "sd"
+    assert isinstance(gen, StableDiffusionGenerator)
     imgs = gen.sample(["a face"], steps=2, guidance=2.0, seed=0)
     assert imgs.shape == (1, 16, 16, 3)
 

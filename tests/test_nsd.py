@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from scipy.io import loadmat, savemat
 
-from backend import nsd
-from backend.algonauts import AlgonautsFormatError, export_demo_algonauts, import_algonauts
-from backend.data import stimulus_images
-from backend.nsd import NSDFormatError, import_nsd
-from backend.workspace import Workspace
+from backend.datasets import nsd
+from backend.datasets.algonauts import AlgonautsFormatError, import_algonauts
+from backend.datasets.demo import export_demo_algonauts
+from backend.datasets.reading import stimulus_images
+from backend.datasets.nsd import NSDFormatError, import_nsd
+from backend.store import Workspace
 
 BETAS = "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR"
 

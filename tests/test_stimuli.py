@@ -1,7 +1,7 @@
 """The procedural stimulus world: deterministic, captioned in category words, with object masks."""
 import numpy as np
 
-from backend.stimuli import CATEGORIES, CATEGORY_WORDS, render_stimulus
+from backend.datasets.demo.stimuli import CATEGORIES, CATEGORY_WORDS, render_stimulus
 
 
 def test_same_seed_and_index_give_the_same_image_captions_and_mask():

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.workspace import ROI_COLUMNS, Workspace, WorkspaceBusy
+from backend.store import Workspace, WorkspaceBusy
+from backend.surface.rois import ROI_COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +32,7 @@ def _start_writer(path, hold: str):
     code = textwrap.dedent(f"""
         import sys, time, numpy as np, pandas as pd
         sys.path.insert(0, {ROOT!r})
-        from backend.workspace import Workspace
+        from backend.store import Workspace
         ws = Workspace({str(path)!r})
         with ws.writer() as tx:
             run = tx.new_run("test-killed", {{"step": 1}}, seed=1)

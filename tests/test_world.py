@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
-from backend.betas import RepeatAverager, ncsnr_from_trials, noise_ceiling, zscore_session
-from backend.cortex import LITERATURE_MM, load_fsaverage5, vertex_normals
-from backend.data import subject_betas
-from backend.workspace import Workspace
-from backend.world import build_demo_world, tiny_config
+from backend.datasets.betas import RepeatAverager, ncsnr_from_trials, noise_ceiling, zscore_session
+from backend.datasets.demo.anatomy import LITERATURE_MM
+from backend.surface.meshes import load_fsaverage5, vertex_normals
+from backend.datasets.reading import subject_betas
+from backend.store import Workspace
+from backend.datasets.demo.world import build_demo_world, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_building_the_same_world_twice_gives_identical_data(tiny_ws, tmp_path):
 
 
 def test_an_interrupted_stimulus_render_resumes_and_gives_the_same_images(tmp_path):
-    from backend.world import CHUNK, WorldConfig, render_stimuli
+    from backend.datasets.demo.world import CHUNK, WorldConfig, render_stimuli
 
     cfg = WorldConfig(n_images=3 * CHUNK, n_shared=0, n_unique=0, sessions=[], roi_scale=[])
     ref = tmp_path / "ref"

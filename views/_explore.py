@@ -1,12 +1,11 @@
 """Cortex explorer helpers: cached backend calls, URL state, the voxel card. No algorithms here."""
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
-from backend.explore import EARLY_ROIS, OVERLAYS  # noqa: F401  (re-exported for the page)
-from backend.viewer import SHOW, VIEWS  # noqa: F401
-from backend.workspace import Workspace
+from backend.explore import OVERLAYS  # noqa: F401  (re-exported for the page)
+from backend.store import Workspace
+from backend.surface import EARLY_ROIS, SHOW, VIEWS  # noqa: F401
 
 DEFAULT_VIEW = "ventral"  # shows most category ROIs (FFA, PPA, VWFA, food) and ventral V1-V3 at once
 
@@ -34,7 +33,7 @@ def embedder():
 
 
 @st.cache_data(show_spinner=False)
-def caption_baseline(path: str, stamp: float) -> np.ndarray:
+def caption_baseline(path: str, stamp: float):
     from backend.explore import caption_baseline as base
 
     return base(Workspace(path), embedder())
@@ -68,28 +67,23 @@ def find_voxel(path: str, stamp: float, subject: str, hemi: str, vertex: int):
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def card_data(path: str, stamp: float, subject: str, voxel: int) -> dict:
-    from backend.data import captions, stimulus_images
     from backend.explore import voxel_card
 
-    ws = Workspace(path)
-    card = voxel_card(ws, subject, voxel)
-    for k in ("top_measured", "top_predicted"):
-        if card[k] is not None:
-            ids = card[k].stim_id.tolist()
-            card[k + "_images"] = stimulus_images(ws, ids, size=128)
-            caps = captions(ws, ids)
-            card[k]["caption"] = [(caps.get(int(i)) or [""])[0] for i in ids]
-    return card
+    return voxel_card(Workspace(path), subject, voxel, image_size=128)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def contrast_energy(path: str, stamp: float, subject: str):
-    from backend.data import subject_betas
-    from backend.explore import contrast_energy_matrix
+    from backend.explore import training_contrast_energy
 
-    _, rows = subject_betas(Workspace(path), subject)
-    train = (rows.split == "train").to_numpy()
-    return train, contrast_energy_matrix(Workspace(path), rows.stim_id.to_numpy()[train])
+    return training_contrast_energy(Workspace(path), subject)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def receptive_field(path: str, stamp: float, subject: str, voxel: int) -> dict:
+    from backend.explore import voxel_receptive_field
+
+    return voxel_receptive_field(Workspace(path), subject, voxel, contrast_energy(path, stamp, subject))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -97,7 +91,7 @@ def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outli
     import tempfile
     from pathlib import Path
 
-    from backend.figures import overlay_png_subprocess
+    from backend.explore import overlay_png_subprocess
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figure.png"
@@ -107,7 +101,7 @@ def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outli
 
 
 def fit_encoders_with_progress(ws: Workspace) -> None:
-    from backend.encoder import fit_encoders
+    from backend.encoders import fit_encoders
     from views._state import progress_bar
 
     _, progress = progress_bar()
@@ -197,7 +191,9 @@ def vertex_entry(subject: str, n_vertices: dict) -> None:
 
 
 # ---------------------------------------------------------------- the voxel card
-def voxel_card(ws: Workspace, path: str, stamp: float, subject: str, hemi: str, vertex: int) -> None:
+def voxel_card(path: str, stamp: float, subject: str, hemi: str, vertex: int) -> None:
+    from backend.explore import plot_category_profile, plot_receptive_field
+
     side = {"lh": "left", "rh": "right"}[hemi]
     voxel = find_voxel(path, stamp, subject, hemi, int(vertex))
     if voxel is None:
@@ -222,13 +218,10 @@ def voxel_card(ws: Workspace, path: str, stamp: float, subject: str, hemi: str, 
                    f"({truth['prf_x']:.1f}°, {truth['prf_y']:.1f}°), σ {truth['prf_sigma']:.1f}°.")
     caps = card.get("captions")
     if caps is not None and len(caps):
-        names = {"brainscuba": "BrainSCUBA", "lavca": "LaVCa"}
         for r in caps.itertuples():
-            how = ("decoded from the encoder weights projected onto natural images" if r.method == "brainscuba"
-                   else "keywords of the captions of its top-50 predicted images")
             rr = "" if r.sentence_r is None or r.sentence_r != r.sentence_r else f" · caption r {r.sentence_r:.2f}"
-            st.markdown(f"**{names.get(r.method, r.method)}:** “{r.caption}”  \n"
-                        f"<span style='color:#777;font-size:0.85em'>{how}{rr}</span>", unsafe_allow_html=True)
+            st.markdown(f"**{r.label}:** “{r.caption}”  \n"
+                        f"<span style='color:#777;font-size:0.85em'>{r.how}{rr}</span>", unsafe_allow_html=True)
     tabs = ["Top images (measured)", "Top images (predicted)", "Categories"]
     early = card["roi"] in EARLY_ROIS
     if early:
@@ -236,29 +229,23 @@ def voxel_card(ws: Workspace, path: str, stamp: float, subject: str, hemi: str, 
     t = st.tabs(tabs)
     with t[0]:
         st.caption("The images this voxel responded to most (z-scored betas, repeats averaged).")
-        _grid(card["top_measured"], card["top_measured_images"], "response",
+        _grid(card["top_measured"], card["top_measured_images"],
               lambda r: f"{r.response:+.2f} z · {_short(r.caption)}")
     with t[1]:
         if card["top_predicted"] is None:
             st.info("No encoder for this subject yet.")
         else:
-            _grid(card["top_predicted"], card["top_predicted_images"], "predicted",
+            _grid(card["top_predicted"], card["top_predicted_images"],
                   lambda r: f"{r.predicted:+.2f} z{'' if r.seen else ' · unseen'} · {_short(r.caption)}")
             st.caption("Predicted by the encoder over the whole stimulus pool, including images the subject never saw.")
     with t[2]:
-        st.pyplot(_category_plot(card["category_means"]), width="stretch")
+        st.pyplot(plot_category_profile(card["category_means"]), width="stretch")
         st.caption("Mean response (z) to the images containing each category, ± s.e.m.")
     if early:
         with t[3]:
             with st.spinner("Estimating the receptive field (contrast energy of the training images, once)…"):
-                train, energy = contrast_energy(path, stamp, subject)
-            from backend.data import subject_betas
-            from backend.explore import receptive_field
-            from backend.stimuli import FIELD_DEG
-
-            betas, _ = subject_betas(ws, subject)
-            rf = receptive_field(np.asarray(betas[train, voxel]), energy, FIELD_DEG)
-            st.pyplot(_rf_plot(rf, truth), width="stretch")
+                rf = receptive_field(path, stamp, subject, voxel)
+            st.pyplot(plot_receptive_field(rf, truth), width="stretch")
             st.caption("Correlation of the voxel's response with local contrast energy over the visual field "
                        "(training images); circle: Gaussian fitted to the peak (1σ)"
                        + ("; dashed: true pRF" if truth else "") + ".")
@@ -268,53 +255,8 @@ def _short(text: str, n: int = 38) -> str:
     return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _grid(df, images, col, caption) -> None:
+def _grid(df, images, caption) -> None:
     cols = st.columns(4)
     for k, (row, img) in enumerate(zip(df.itertuples(), images)):
         with cols[k % 4]:
             st.image(img, caption=caption(row), width="stretch")
-
-
-def _category_plot(means):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.8, 2.4), dpi=110)
-    m = means.sort_values("mean")
-    colours = ["#d62728" if v > 0 else "#7f7f7f" for v in m["mean"]]
-    ax.barh(m.index, m["mean"], xerr=m["sem"], color=colours, capsize=2)
-    ax.axvline(0, color="#333", lw=0.8)
-    ax.set_xlabel("mean response (z)")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return fig
-
-
-def _rf_plot(rf, truth):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle
-
-    e = rf["extent"]
-    fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=110)
-    lim = float(np.abs(rf["map"]).max()) or 1.0
-    im = ax.imshow(rf["map"], extent=(-e, e, -e, e), origin="upper", cmap="RdBu_r", vmin=-lim, vmax=lim)
-    if rf["x"] is not None:
-        ax.add_patch(Circle((rf["x"], rf["y"]), rf["sigma"], fill=False, color="k", lw=1.5))
-        ax.plot(rf["x"], rf["y"], "k+")
-    if truth and truth.get("prf_x") is not None:
-        ax.add_patch(Circle((truth["prf_x"], truth["prf_y"]), truth["prf_sigma"], fill=False, color="#2ca02c",
-                            lw=1.5, ls="--"))
-    ax.axhline(0, color="#999", lw=0.5)
-    ax.axvline(0, color="#999", lw=0.5)
-    ax.set_xlim(-e, e)
-    ax.set_ylim(-e, e)
-    ax.set_xlabel("x (deg)")
-    ax.set_ylabel("y (deg)")
-    fig.colorbar(im, ax=ax, label="r", shrink=0.8)
-    fig.tight_layout()
-    return fig

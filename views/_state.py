@@ -1,9 +1,9 @@
-"""Shared page helpers: the workspace, cached reads. No algorithms here."""
+"""Shared page helpers: the workspace, cached reads, the page progress bar. No algorithms here."""
 from __future__ import annotations
 
 import streamlit as st
 
-from backend.workspace import Workspace
+from backend.store import Workspace, WorkspaceBusy
 
 
 def workspace() -> Workspace:
@@ -11,8 +11,6 @@ def workspace() -> Workspace:
 
 
 def workspace_busy(ws: Workspace) -> bool:
-    from backend.workspace import WorkspaceBusy
-
     try:
         ws.exists
     except WorkspaceBusy:
@@ -27,14 +25,14 @@ def db_stamp(ws: Workspace) -> float:
 
 @st.cache_data(show_spinner=False)
 def workspace_info(path: str, stamp: float) -> dict:
-    from backend.info import workspace_info as info
+    from backend.store import workspace_info as info
 
     return info(Workspace(path))
 
 
 @st.cache_data(show_spinner=False)
 def sample_stimuli(path: str, stamp: float, n: int, seed: int):
-    from backend.data import captions, sample_stimulus_ids, stimulus_images
+    from backend.datasets import captions, sample_stimulus_ids, stimulus_images
 
     ws = Workspace(path)
     ids = sample_stimulus_ids(ws, n, seed)
@@ -43,7 +41,7 @@ def sample_stimuli(path: str, stamp: float, n: int, seed: int):
 
 @st.cache_data(show_spinner=False)
 def roi_map_png(path: str, stamp: float, subject: str) -> bytes:
-    from backend.figures import cached_roi_map
+    from backend.explore import cached_roi_map
 
     return cached_roi_map(Workspace(path), subject).read_bytes()
 
@@ -51,7 +49,7 @@ def roi_map_png(path: str, stamp: float, subject: str) -> bytes:
 def progress_bar():
     """A page progress bar (counts, rate, time left) and the ``progress(stage, done, total)`` callback the
     backend's long jobs report to."""
-    from backend.progress import Eta
+    from backend.store import Eta
 
     bar = st.progress(0.0, text="Starting")
     eta = Eta()
@@ -64,8 +62,7 @@ def progress_bar():
 
 def build_demo_with_progress(ws: Workspace) -> None:
     """Build the demo world from the page, with a progress bar (counts, rate, time left)."""
-    from backend.workspace import WorkspaceBusy
-    from backend.world import build_demo_world
+    from backend.datasets.demo import build_demo_world
 
     bar, progress = progress_bar()
     try:

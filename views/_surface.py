@@ -2,7 +2,7 @@
 
 The JavaScript bundle (three.js, built from ``frontend/viewer``) and the geometry files are served by
 Streamlit's static file serving from ``static/`` (see ``.streamlit/config.toml``): the browser caches them,
-so each rerun sends only the overlay message (``backend.viewer.viewer_message``).
+so each rerun sends only the overlay message (``backend.surface.viewer_message``).
 """
 from __future__ import annotations
 
@@ -51,9 +51,8 @@ def _component():
 @st.cache_resource(show_spinner=False)
 def surface_and_files(ws_path: str, stamp: float):
     """(Surface, mesh file names) of a workspace's surface space; files written once into static/cache."""
-    from backend.figures import workspace_surface
-    from backend.meshdata import write_mesh_files
-    from backend.workspace import Workspace
+    from backend.store import Workspace
+    from backend.surface import workspace_surface, write_mesh_files
 
     surface = workspace_surface(Workspace(ws_path))
     return surface, write_mesh_files(surface, CACHE)

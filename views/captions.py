@@ -1,16 +1,16 @@
-"""Voxel captions: search BrainSCUBA and LaVCa captions, see matching voxels on the cortex, per-ROI summaries,
+"""Voxel captions: search every voxel's caption, see the matching voxels on the cortex, per-ROI summaries,
 export. All computation is in backend.captions."""
 from __future__ import annotations
 
 import io
 from urllib.parse import urlencode
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
+from backend.captions import CAPTION_METHODS, caption_all, caption_match_overlay, filter_results, matches_per_roi
+from backend.surface import viewer_message
 from views import _explore as ex
-from views._state import db_stamp, workspace, workspace_busy
+from views._state import db_stamp, progress_bar, workspace, workspace_busy
 from views._surface import STATIC_URL, surface_and_files, surface_viewer
 
 ws = workspace()
@@ -29,13 +29,11 @@ path, stamp = str(ws.path), db_stamp(ws)
 
 
 @st.cache_data(show_spinner=False)
-def caption_status(path: str, stamp: float) -> pd.DataFrame:
-    from backend.workspace import Workspace
+def caption_status(path: str, stamp: float):
+    from backend.captions import caption_status as status
+    from backend.store import Workspace
 
-    return Workspace(path).query("SELECT s.subject, s.n_voxels, count(c.voxel) FILTER (WHERE c.method = 'brainscuba') "
-                                 "AS brainscuba, count(c.voxel) FILTER (WHERE c.method = 'lavca') AS lavca "
-                                 "FROM subjects s LEFT JOIN voxel_captions c USING (subject) GROUP BY ALL "
-                                 "ORDER BY s.subject")
+    return status(Workspace(path))
 
 
 @st.cache_resource(show_spinner="Indexing captions (sentence embeddings of the distinct captions, once)…",
@@ -43,51 +41,41 @@ def caption_status(path: str, stamp: float) -> pd.DataFrame:
 def caption_index(path: str, stamp: float):
     from backend.captions import CaptionIndex
     from backend.models import load_role
-    from backend.workspace import Workspace
+    from backend.store import Workspace
 
     return CaptionIndex.from_workspace(Workspace(path), load_role("sentence_embedder"))
 
 
 @st.cache_data(show_spinner=False)
-def roi_summaries(path: str, stamp: float) -> pd.DataFrame:
-    from backend.captions import KeywordModel
-    from backend.workspace import Workspace
+def roi_summaries(path: str, stamp: float):
+    from backend.captions import roi_summaries as summaries
+    from backend.store import Workspace
 
-    t = Workspace(path).query("SELECT c.method, v.roi, c.caption FROM voxel_captions c JOIN voxels v "
-                              "USING (subject, voxel) WHERE v.roi IS NOT NULL")
-    rows = []
-    for method, g in t.groupby("method"):
-        km = KeywordModel(g.caption.tolist(), n_keywords=6, min_share=0.05)
-        g = g.reset_index(drop=True)
-        for roi, r in g.groupby("roi"):
-            words = [w for w, _ in km.keywords(r.index.to_numpy())]
-            examples = r.caption.value_counts().head(2).index.tolist()
-            rows.append({"ROI": roi, "method": method, "voxels": len(r), "characteristic words": ", ".join(words),
-                         "most common captions": " · ".join(examples)})
-    return pd.DataFrame(rows)
+    return summaries(Workspace(path))
 
+
+@st.cache_data(show_spinner=False)
+def evaluation(path: str, stamp: float):
+    from backend.captions import evaluation_summary, ground_truth_table
+    from backend.store import Workspace
+
+    w = Workspace(path)
+    return evaluation_summary(w), ground_truth_table(w)
 
 status = caption_status(path, stamp)
-missing = status[(status.brainscuba < status.n_voxels) | (status.lavca < status.n_voxels)]
+methods_all = list(CAPTION_METHODS)
+missing = status[(status[methods_all].lt(status.n_voxels, axis=0)).any(axis=1)]
 if len(missing):
     st.warning("Captions are missing for " + ", ".join(
-        f"{r.subject} (BrainSCUBA {r.brainscuba:,}/{r.n_voxels:,}, LaVCa {r.lavca:,}/{r.n_voxels:,})"
-        for r in missing.itertuples()) + ". `python -m backend captions all` computes them (resuming where it "
+        f"{r['subject']} (" + ", ".join(f"{CAPTION_METHODS[m].label} {r[m]:,}/{r['n_voxels']:,}" for m in methods_all)
+        + ")" for _, r in missing.iterrows()) + ". `python -m backend captions all` computes them (resuming where it "
         "stopped); so does the button below.")
     if st.button("Compute captions now (about 5 minutes for the demo world on 2 cores)", key="cap_compute"):
-        from backend import captions as C
-        from backend.models import load_role
-        from views._state import progress_bar
-
         _, progress = progress_bar()
-        if "demo" not in set(C.bank_table(ws).bank):
-            C.build_demo_bank(ws, load_role("embedder"), progress=progress)
-        for s in missing.subject:
-            C.precompute(ws, s, progress=progress)
-            C.evaluate(ws, s)
+        caption_all(ws, list(missing.subject), progress=progress, log=lambda m: None)
         st.cache_data.clear()
         st.rerun()
-    if status[["brainscuba", "lavca"]].to_numpy().sum() == 0:
+    if status[methods_all].to_numpy().sum() == 0:
         st.stop()
 
 index = caption_index(path, stamp)
@@ -105,28 +93,17 @@ with st.form("caption_search", border=False):
 f = st.columns([1, 2, 2, 2])
 subject = f[0].selectbox("Subject", subjects, key="cap_subject")
 rois = f[1].multiselect("ROIs", sorted(table.roi.dropna().unique()), key="cap_rois", placeholder="all ROIs")
-methods = f[2].multiselect("Methods", ["brainscuba", "lavca"], default=["brainscuba", "lavca"], key="cap_methods")
+methods = f[2].multiselect("Methods", methods_all, default=methods_all, key="cap_methods",
+                           format_func=lambda m: CAPTION_METHODS[m].label)
 min_acc = f[3].slider("Minimum encoding accuracy (R² / NC)", 0.0, 1.0, 0.0, 0.05, key="cap_min_acc")
 
 query = (query or "").strip()
 try:
-    if query:
-        res = index.semantic(query) if mode == "meaning" else index.keyword(query)
-    else:
-        res = table.assign(score=np.float32(np.nan))
+    res = index.search(query, mode)
 except ValueError as exc:
     st.error(str(exc))
-    res = table.iloc[[]].assign(score=np.float32(np.nan))
-res = res[(res.subject == subject) & res.method.isin(methods)]
-if rois:
-    res = res[res.roi.isin(rois)]
-if min_acc > 0:
-    res = res[res.r2_nc.fillna(-1) >= min_acc]
-if mode == "meaning" and query:
-    res = res.sort_values("score", ascending=False)
-else:  # the best-predicted voxels first
-    res = res.sort_values("r_test", ascending=False, na_position="last")
-
+    res = index.search("", mode).iloc[[]]
+res = filter_results(res, subject, methods, rois, min_acc, by_score=bool(query) and mode == "meaning")
 res = res.assign(card=[f"/explorer?{urlencode({'subject': r.subject, 'vertex': f'{r.hemi}:{r.vertex}'})}"
                        for r in res.itertuples()])
 if query:
@@ -138,18 +115,8 @@ else:
 left, right = st.columns([3, 2], gap="medium")
 with left:
     surface, files = surface_and_files(path, stamp)
-    from backend.explore import Overlay
-    from backend.viewer import viewer_message
-
-    n = surface.n_vertices
-    vals = {h: np.full(n[h], np.nan) for h in ("lh", "rh")}
-    if query and len(res):
-        best = res.groupby(["hemi", "vertex"], observed=True).score.max()
-        for (h, v), sc in best.items():
-            vals[h][v] = sc
-    ov = Overlay("caption_match", f"Caption match: “{query}”" if query else "Caption match (search to map)", vals,
-                 cmap="plasma", vmin=0.0, vmax=1.0)
-    rois_ov = ex.overlay(path, stamp, subject, "rois", "", n)
+    ov = caption_match_overlay(res, surface.n_vertices, query)
+    rois_ov = ex.overlay(path, stamp, subject, "rois", "", surface.n_vertices)
     msg = viewer_message(surface, files, STATIC_URL, ov, rois_ov, view="ventral", height=420,
                          status="" if query else "Search to see matching voxels")
     surface_viewer(msg, key="cap_viewer", on_pick=lambda: None)
@@ -157,18 +124,8 @@ with left:
 with right:
     if query and len(res):
         st.markdown("**Matches per ROI** (share of the ROI's voxels whose caption matches)")
-        allv = table[(table.subject == subject) & table.method.isin(methods)]
-        def by_roi(df):
-            roi = df.roi.astype(object).where(df.roi.notna(), "(no ROI)")
-            return df.assign(roi=roi).groupby(["roi", "method"]).voxel.nunique()
-
-        per = pd.DataFrame({"matches": by_roi(res), "voxels": by_roi(table[(table.subject == subject)
-                                                                          & table.method.isin(methods)])})
-        per = per.dropna().assign(share=lambda d: d.matches / d.voxels).reset_index()
-        wide = per.pivot(index="roi", columns="method", values="share").fillna(0.0)
-        wide = wide.loc[wide.max(axis=1).sort_values(ascending=False).index].head(12)
-        st.bar_chart(wide, horizontal=True, stack=False, height=380, y_label="share of the ROI's voxels",
-                     x_label="", sort=False)
+        st.bar_chart(matches_per_roi(res, table, subject, methods), horizontal=True, stack=False, height=380,
+                     y_label="share of the ROI's voxels", x_label="", sort=False)
     else:
         st.info("Search for a word (e.g. *food*, *face*, *building*) or, with *meaning*, any phrase.")
 
@@ -200,18 +157,6 @@ if rois:
     summ = summ[summ.ROI.isin(rois)]
 st.dataframe(summ[summ.method.isin(methods)], hide_index=True, width="stretch")
 
-
-@st.cache_data(show_spinner=False)
-def evaluation(path: str, stamp: float):
-    from backend.captions import ground_truth_table
-    from backend.workspace import Workspace
-
-    w = Workspace(path)
-    r = w.query("SELECT subject, method, median(sentence_r) AS median_r, avg(sentence_r) AS mean_r, count(*) AS n "
-                "FROM caption_eval GROUP BY ALL ORDER BY subject, method")
-    return r, ground_truth_table(w)
-
-
 with st.expander("How good are the captions? (evaluation)"):
     r, gt = evaluation(path, stamp)
     st.markdown("**Sentence-level prediction** — each caption's text embedding used as the voxel's encoding "
@@ -221,4 +166,4 @@ with st.expander("How good are the captions? (evaluation)"):
         st.markdown("**Ground truth (demo world)** — share of category-selective voxels whose caption names "
                     "their true category:")
         st.dataframe(gt, hide_index=True, column_config={m: st.column_config.NumberColumn(m, format="percent")
-                                                        for m in ("brainscuba", "lavca")})
+                                                        for m in methods_all})

@@ -1,7 +1,7 @@
 """Cortex explorer: overlays on an interactive surface, click a voxel for its card, concept maps, figures.
 
 Subject, overlay, concept, surface, view, hemisphere and the selected vertex live in the URL, so a link
-reopens the same view. All computation is in backend.explore / backend.viewer / backend.figures.
+reopens the same view. All computation is in backend.explore and backend.surface.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ outlines, labels = ss.get("cx_outlines", True), ss.get("cx_labels", True)
 sel = ss.get("cx_sel")
 
 with left:
-    from backend.viewer import viewer_message
+    from backend.surface import viewer_message
 
     msg = viewer_message(surface, files, "/app/static/cache/", ov, rois, surface_kind=kind,
                          view=view if kind != "flat" else "lateral", show=show, vmin=vmin, vmax=vmax,
@@ -157,4 +157,4 @@ with right:
         st.info("Click a point on the surface (or enter a vertex above) to see that voxel's card: its ROI, noise "
                 "ceiling, encoding accuracy, top images and category profile.")
     else:
-        ex.voxel_card(ws, path, stamp, subject, sel[0], sel[1])
+        ex.voxel_card(path, stamp, subject, sel[0], sel[1])

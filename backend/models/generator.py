@@ -7,18 +7,24 @@ Two kinds load through :func:`load_generator`:
 * a Stable Diffusion folder (``StableDiffusionPipeline``, e.g. stable-diffusion-2-1-base saved locally),
   whose latents decode through its VAE.
 
-Both are wrapped by :class:`Generator`, which exposes the loop one step at a time
-(``prepare_latents`` -> for t in ``timesteps``: ``predict_noise`` -> ``step``; ``decode``), so that
+Each kind is a subclass of :class:`Generator` (:class:`DemoGenerator`, :class:`StableDiffusionGenerator`)
+with its own ``from_pretrained``; the base class exposes the loop one step at a time (``prepare_latents`` -> for t in ``timesteps``: ``predict_noise`` -> ``step``; ``decode``), so that
 guidance methods (BrainDiVE) can change the noise estimate at each step, and ``sample`` for plain use.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 
+from ..errors import InvalidInputError
+from ._files import read_json
+
+__all__ = ["Generator", "DemoGenerator", "StableDiffusionGenerator", "EmbeddingConditionedPipeline",
+           "new_demo_unet", "load_generator"]
 
 
 class EmbeddingConditionedPipeline(DiffusionPipeline):
@@ -56,46 +62,38 @@ def new_demo_unet(cond_dim: int = 256, size: int = 32, base: int = 32) -> UNet2D
 
 
 class Generator:
-    """One interface over the demo pipeline and Stable Diffusion.
+    """The interface every image generator offers, one denoising step at a time.
 
-    ``condition(prompts)`` -> conditioning tensors; ``prepare_latents(n, seed)``; ``timesteps(steps)``;
-    ``predict_noise(latents, t, cond, guidance)``; ``step(eps, t, latents)``; ``decode(latents)`` -> images in
-    [0, 1] (B, 3, H, W), differentiable; ``sample(prompts, ...)`` -> uint8 (n, H, W, 3)."""
+    ``condition(prompts)`` -> conditioning tensors; ``unconditional(n)``; ``prepare_latents(n, seed)``;
+    ``timesteps(steps)``; ``predict_noise(latents, t, cond, guidance)``; ``step(eps, t, latents)``;
+    ``decode(latents)`` -> images in [0, 1] (B, 3, H, W), differentiable; ``sample(prompts, ...)`` -> uint8
+    (n, H, W, 3). Subclasses load one kind of folder with ``from_pretrained(folder, device, ...)``.
+    """
 
-    def __init__(self, pipe, kind: str, model_id: str, device: str = "cpu", embedder=None):
+    def __init__(self, pipe, model_id: str, device: str = "cpu"):
         self.pipe = pipe.to(device)
-        self.kind = kind
         self.model_id = model_id
         self.device = device
-        self.embedder = embedder  # demo: the text embedder that defines the condition space
         self.scheduler = pipe.scheduler
 
-    # --- conditions
+    # --- what each kind defines
     def condition(self, prompts: list[str]) -> torch.Tensor:
-        if self.kind == "demo":
-            if self.embedder is None:
-                raise ValueError("the demo generator needs the demo embedder to turn prompts into conditions")
-            return torch.from_numpy(self.embedder.text_features(prompts)).to(self.device)
-        ids = self.pipe.tokenizer(prompts, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
-                                  truncation=True, return_tensors="pt").input_ids.to(self.device)
-        with torch.no_grad():
-            return self.pipe.text_encoder(ids)[0]
+        raise NotImplementedError
 
     def unconditional(self, n: int) -> torch.Tensor:
-        if self.kind == "demo":
-            cfg = self.pipe.unet.config
-            return torch.zeros((n, cfg.time_embedding_dim or 4 * cfg.block_out_channels[0]), device=self.device)
-        return self.condition([""] * n)
+        raise NotImplementedError
+
+    def _unet_eps(self, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     # --- the loop, one step at a time
     def prepare_latents(self, n: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
-        if self.kind == "demo":
-            s = self.pipe.unet.config.sample_size
-            shape = (n, 3, s, s)
-        else:
-            s = self.pipe.unet.config.sample_size
-            shape = (n, self.pipe.unet.config.in_channels, s, s)
+        cfg = self.pipe.unet.config
+        shape = (n, cfg.in_channels, cfg.sample_size, cfg.sample_size)
         return (torch.randn(shape, generator=g) * self.scheduler.init_noise_sigma).to(self.device)
 
     def timesteps(self, steps: int):
@@ -104,33 +102,20 @@ class Generator:
 
     def predict_noise(self, latents: torch.Tensor, t, cond: torch.Tensor, guidance: float = 1.0,
                       uncond: torch.Tensor | None = None) -> torch.Tensor:
+        """The noise estimate at step ``t``; with ``guidance`` != 1, classifier-free guidance against ``uncond``."""
         x = self.scheduler.scale_model_input(latents, t)
-        if self.kind == "demo":
-            if guidance == 1.0:
-                return self.pipe.unet(x, t, class_labels=cond).sample
-            u = uncond if uncond is not None else self.unconditional(len(x))
-            both = self.pipe.unet(torch.cat([x, x]), t, class_labels=torch.cat([u, cond])).sample
-            eu, ec = both.chunk(2)
-            return eu + guidance * (ec - eu)
-        eps = self.pipe.unet(x, t, encoder_hidden_states=cond).sample
-        if guidance != 1.0:
-            u = uncond if uncond is not None else self.unconditional(len(x))
-            eu = self.pipe.unet(x, t, encoder_hidden_states=u).sample
-            eps = eu + guidance * (eps - eu)
-        return eps
+        if guidance == 1.0:
+            return self._unet_eps(x, t, cond)
+        u = uncond if uncond is not None else self.unconditional(len(x))
+        eu, ec = self._unet_eps(torch.cat([x, x]), t, torch.cat([u, cond])).chunk(2)
+        return eu + guidance * (ec - eu)
 
     def step(self, eps: torch.Tensor, t, latents: torch.Tensor) -> torch.Tensor:
         return self.scheduler.step(eps, t, latents).prev_sample
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        if self.kind == "demo":
-            return (latents / 2 + 0.5).clamp(0, 1)
-        vae = self.pipe.vae
-        img = vae.decode(latents / vae.config.scaling_factor).sample
-        return (img / 2 + 0.5).clamp(0, 1)
-
     @torch.no_grad()
     def sample(self, prompts: list[str], steps: int = 50, guidance: float = 3.0, seed: int = 0) -> np.ndarray:
+        """uint8 images (n, H, W, 3) for ``prompts``, ``steps`` denoising steps, classifier-free ``guidance``."""
         cond = self.condition(prompts)
         uncond = self.unconditional(len(prompts))
         x = self.prepare_latents(len(prompts), seed)
@@ -140,29 +125,89 @@ class Generator:
         return (img.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def load_generator(folder: str | Path, device: str = "cpu", embedder=None) -> Generator:
-    """A demo pipeline folder (model_index.json names EmbeddingConditionedPipeline) or a Stable Diffusion folder."""
-    import json
+class DemoGenerator(Generator):
+    """Our demo pipeline: a pixel-space UNet conditioned on the embedder's unit text (or image) embedding."""
 
-    from .embedder import _read_json
+    def __init__(self, pipe: EmbeddingConditionedPipeline, model_id: str, device: str = "cpu", embedder=None):
+        super().__init__(pipe, model_id, device)
+        self.embedder = embedder  # defines the condition space
 
-    folder = Path(folder)
-    idx = folder / "model_index.json"
-    info = _read_json(folder, "model_index.json", "expected a diffusers pipeline")
-    cls = info.get("_class_name")
-    model_id = info.get("_name_or_path") or f"diffusers:{folder.name}"
-    if (folder / "voxelscope.json").exists():
-        model_id = json.loads((folder / "voxelscope.json").read_text()).get("model_id", model_id)
-    for comp in [k for k, v in info.items() if isinstance(v, list) and v[0] is not None]:
-        if not (folder / comp).is_dir():
-            raise FileNotFoundError(f"model folder {folder} has no {comp}/ (named in model_index.json)")
-    if cls == "EmbeddingConditionedPipeline":
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "cpu", embedder=None) -> "DemoGenerator":
         pipe = EmbeddingConditionedPipeline.from_pretrained(str(folder), local_files_only=True)
-        return Generator(pipe, "demo", model_id, device, embedder)
-    if cls and cls.startswith("StableDiffusion"):
+        return cls(pipe, _model_id(Path(folder)), device, embedder)
+
+    def condition(self, prompts: list[str]) -> torch.Tensor:
+        if self.embedder is None:
+            raise InvalidInputError("the demo generator needs the demo embedder to turn prompts into conditions")
+        return torch.from_numpy(self.embedder.text_features(prompts)).to(self.device)
+
+    def unconditional(self, n: int) -> torch.Tensor:
+        cfg = self.pipe.unet.config
+        return torch.zeros((n, cfg.time_embedding_dim or 4 * cfg.block_out_channels[0]), device=self.device)
+
+    def _unet_eps(self, x, t, cond):
+        return self.pipe.unet(x, t, class_labels=cond).sample
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return (latents / 2 + 0.5).clamp(0, 1)
+
+
+class StableDiffusionGenerator(Generator):
+    """A local Stable Diffusion folder (e.g. stable-diffusion-2-1-base): text-conditioned latents, VAE decoding."""
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "cpu", embedder=None) -> "StableDiffusionGenerator":
         from diffusers import StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, safety_checker=None)
-        return Generator(pipe, "sd", model_id, device)
-    raise ValueError(f"{idx}: pipeline class {cls!r} is not supported (EmbeddingConditionedPipeline or StableDiffusion*)")
+        return cls(pipe, _model_id(Path(folder)), device)
 
+    def condition(self, prompts: list[str]) -> torch.Tensor:
+        ids = self.pipe.tokenizer(prompts, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
+                                  truncation=True, return_tensors="pt").input_ids.to(self.device)
+        with torch.no_grad():
+            return self.pipe.text_encoder(ids)[0]
+
+    def unconditional(self, n: int) -> torch.Tensor:
+        return self.condition([""] * n)
+
+    def _unet_eps(self, x, t, cond):
+        return self.pipe.unet(x, t, encoder_hidden_states=cond).sample
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.pipe.vae
+        img = vae.decode(latents / vae.config.scaling_factor).sample
+        return (img / 2 + 0.5).clamp(0, 1)
+
+
+def _model_id(folder: Path) -> str:
+    info = read_json(folder, "model_index.json", "expected a diffusers pipeline")
+    model_id = info.get("_name_or_path") or f"diffusers:{folder.name}"
+    if (folder / "voxelscope.json").exists():
+        model_id = json.loads((folder / "voxelscope.json").read_text()).get("model_id", model_id)
+    return model_id
+
+
+def _generator_class(pipeline_class: str | None) -> type[Generator] | None:
+    if pipeline_class == "EmbeddingConditionedPipeline":
+        return DemoGenerator
+    if pipeline_class and pipeline_class.startswith("StableDiffusion"):
+        return StableDiffusionGenerator
+    return None
+
+
+def load_generator(folder: str | Path, device: str = "cpu", embedder=None) -> Generator:
+    """The generator in ``folder``, by the pipeline class its ``model_index.json`` names: our
+    ``EmbeddingConditionedPipeline`` (:class:`DemoGenerator`, conditioned through ``embedder``) or a
+    ``StableDiffusion*`` pipeline (:class:`StableDiffusionGenerator`)."""
+    folder = Path(folder)
+    info = read_json(folder, "model_index.json", "expected a diffusers pipeline")
+    for comp in [k for k, v in info.items() if isinstance(v, list) and v[0] is not None]:
+        if not (folder / comp).is_dir():
+            raise FileNotFoundError(f"model folder {folder} has no {comp}/ (named in model_index.json)")
+    cls = _generator_class(info.get("_class_name"))
+    if cls is None:
+        raise InvalidInputError(f"{folder / 'model_index.json'}: pipeline class {info.get('_class_name')!r} is not "
+                                "supported (EmbeddingConditionedPipeline or StableDiffusion*)")
+    return cls.from_pretrained(folder, device, embedder=embedder)

@@ -1,0 +1,49 @@
+"""Command line: ``python -m backend <command>``, one small module per command group.
+
+    python -m backend info                      what the workspace holds
+    python -m backend demo build [--tiny]       build the synthetic world (resumable)
+    python -m backend demo export-nsd DIR       write the world in the NSD release layout
+    python -m backend demo export-algonauts DIR write the world in the Algonauts 2023 layout
+    python -m backend import nsd DIR --subject subj01 [--sessions 1-40]
+    python -m backend import algonauts DIR --subject subj01
+    python -m backend models train [all|embedder|captioner|generator] [--seed 0]
+    python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
+    python -m backend captions all              demo bank, BrainSCUBA + LaVCa captions, evaluation
+    python -m backend captions search "food" [--semantic]
+    python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
+    python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
+
+``--workspace PATH`` (or $VOXELSCOPE_WORKSPACE) selects the workspace folder. Each group registers its
+subcommands with ``set_defaults(func=...)``; ``main`` dispatches through the parser. Errors a user can
+fix (:class:`backend.errors.VoxelScopeError`, missing files) print as ``error: <message>`` with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import VoxelScopeError
+from . import captions, datasets, demo, encoder, figure, info, models
+
+GROUPS = (info, demo, datasets, models, encoder, captions, figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m backend", description="VoxelScope backend")
+    p.add_argument("--workspace", help="workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for group in GROUPS:
+        group.add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    from ..store import Workspace
+
+    args = build_parser().parse_args(argv)
+    ws = Workspace(args.workspace)
+    try:
+        return args.func(ws, args)
+    except (VoxelScopeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

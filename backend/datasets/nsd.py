@@ -1,0 +1,384 @@
+"""The Natural Scenes Dataset (NSD) release layout on fsaverage: import.
+
+Files read (paths relative to the NSD root)::
+
+    nsddata/experiments/nsd/nsd_expdesign.mat          masterordering, subjectim, sharedix
+    nsddata/experiments/nsd/nsd_stim_info_merged.csv    nsdId, cocoId, cropBox, shared1000, subjectN, ...
+    nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5        imgBrick (73000, 425, 425, 3) uint8
+    nsddata_stimuli/stimuli/nsd/annotations/captions_*.json   COCO captions (optional)
+    nsddata_betas/ppdata/subjXX/fsaverage/betas_fithrf_GLMdenoise_RR/{lh,rh}.betas_sessionNN.mgh
+    nsddata_betas/ppdata/subjXX/fsaverage/betas_fithrf_GLMdenoise_RR/{lh,rh}.ncsnr.mgh (optional)
+    nsddata/freesurfer/fsaverage/surf/{lh,rh}.{pial,white,inflated,sphere}
+    nsddata/freesurfer/fsaverage/label/{lh,rh}.nsdgeneral.mgz   the visual mask (default vertex selection)
+    nsddata/freesurfer/subjXX/label/{lh,rh}.<roi-file>.mgz + <roi-file>.mgz.ctab
+
+ROI label files must be in fsaverage space (as many vertices as the fsaverage surface). NSD ships
+them on each subject's native surface; map them first with NSD's own code (``nsdcode``:
+``NSDmapdata(root).fit(subj, 'lh.white', 'fsaverage', file)``) and save the results under the same
+names in ``nsddata/freesurfer/subjXX/label/fsaverage/``, which is read first when it exists.
+
+Betas are read one session at a time (both hemispheres, only the selected vertices are kept),
+z-scored per voxel within the session and averaged over repeats (:mod:`backend.betas`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidInputError
+from ..store import ProgressFn, report
+from ..surface.rois import ALL_ROI_FILES, HEMIS
+from .betas import RepeatAverager, zscore_session
+from .subject import roi_label_frame, write_subject
+
+__all__ = ["import_nsd", "load_nsd_betas", "ImportReport", "NSDFormatError", "read_expdesign", "read_stim_info",
+           "read_coco_captions", "read_ctab", "SPACE_BY_VERTICES"]
+
+EXPDESIGN = "nsddata/experiments/nsd/nsd_expdesign.mat"
+STIM_INFO = "nsddata/experiments/nsd/nsd_stim_info_merged.csv"
+STIM_HDF5 = "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+ANNOTATIONS = "nsddata_stimuli/stimuli/nsd/annotations"
+FSAVERAGE = "nsddata/freesurfer/fsaverage"
+BETAS = "nsddata_betas/ppdata/{subject}/fsaverage/betas_fithrf_GLMdenoise_RR"
+LABELS = "nsddata/freesurfer/{subject}/label"
+ROI_FILE_NAMES = tuple(ALL_ROI_FILES)  # the ROI files read when present (NSD's, plus our food file)
+SPACE_BY_VERTICES = {163842: "fsaverage", 40962: "fsaverage6", 10242: "fsaverage5", 2562: "fsaverage4"}
+
+
+class NSDFormatError(InvalidInputError):
+    """A file of the NSD layout is missing, truncated or does not match the others."""
+
+
+def _subject_index(subject: str) -> int:
+    m = re.fullmatch(r"subj(\d\d)", subject)
+    if not m:
+        raise NSDFormatError(f"subject must look like 'subj01', got {subject!r}")
+    return int(m.group(1)) - 1
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise NSDFormatError(f"{path} is missing ({what})")
+    return path
+
+
+# ----------------------------------------------------------------------------- small readers
+def read_expdesign(root: Path) -> dict:
+    """masterordering (n_trials,) and subjectim (n_subjects, n_images) as 0-based arrays, sharedix."""
+    from scipy.io import loadmat
+
+    path = _need(root / EXPDESIGN, "the NSD experimental design")
+    try:
+        mat = loadmat(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise NSDFormatError(f"{path} is not a readable .mat file: {exc}") from exc
+    for key in ("masterordering", "subjectim", "sharedix"):
+        if key not in mat:
+            raise NSDFormatError(f"{path} has no field '{key}'")
+    mo = np.asarray(mat["masterordering"]).ravel().astype(np.int64) - 1
+    si = np.asarray(mat["subjectim"]).astype(np.int64) - 1
+    shared = np.asarray(mat["sharedix"]).ravel().astype(np.int64) - 1
+    if mo.min() < 0 or mo.max() >= si.shape[1]:
+        raise NSDFormatError(f"{path}: masterordering indexes images 1..{mo.max() + 1} but subjectim has "
+                             f"{si.shape[1]} columns")
+    return {"masterordering": mo, "subjectim": si, "sharedix": shared}
+
+
+def read_stim_info(root: Path) -> pd.DataFrame:
+    path = _need(root / STIM_INFO, "NSD stimulus information")
+    df = pd.read_csv(path)
+    for col in ("nsdId", "cocoId", "cropBox", "shared1000"):
+        if col not in df.columns:
+            raise NSDFormatError(f"{path} has no column '{col}'")
+    return df
+
+
+def read_coco_captions(paths) -> dict[int, list[str]]:
+    caps: dict[int, list[str]] = {}
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text())
+        except Exception as exc:  # noqa: BLE001
+            raise NSDFormatError(f"{p} is not a readable COCO captions JSON: {exc}") from exc
+        if "annotations" not in data:
+            raise NSDFormatError(f"{p} has no 'annotations' list (expected COCO captions format)")
+        for a in data["annotations"]:
+            caps.setdefault(int(a["image_id"]), []).append(str(a["caption"]).strip())
+    return caps
+
+
+def read_ctab(path: Path) -> dict[int, str]:
+    """``<roi>.mgz.ctab``: lines 'id name'."""
+    out = {}
+    for line in _need(path, "ROI colour table").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].lstrip("-").isdigit():
+            out[int(parts[0])] = parts[1]
+    return out
+
+
+def read_surface_values(path: Path, n_vertices: int, what: str) -> np.ndarray:
+    """A per-vertex .mgh/.mgz map (n_vertices,) or (n_vertices, n_frames)."""
+    import nibabel as nib
+
+    _need(path, what)
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001
+        raise NSDFormatError(f"{path.name} is truncated or unreadable ({exc})") from exc
+    if data.shape[0] != n_vertices:
+        raise NSDFormatError(f"{path.name} has {data.shape[0]} vertices, expected {n_vertices}")
+    return data.reshape(n_vertices, -1).squeeze(axis=1) if data.reshape(n_vertices, -1).shape[1] == 1 \
+        else data.reshape(n_vertices, -1)
+
+
+def session_files(root: Path, subject: str) -> dict[int, dict[str, Path]]:
+    """Sessions present on disk: {session (1-based): {'lh': path, 'rh': path}}."""
+    d = root / BETAS.format(subject=subject)
+    out: dict[int, dict[str, Path]] = {}
+    for p in sorted(d.glob("?h.betas_session*.mgh")):
+        m = re.fullmatch(r"([lr]h)\.betas_session(\d+)\.mgh", p.name)
+        if m:
+            out.setdefault(int(m.group(2)), {})[m.group(1)] = p
+    return out
+
+
+def read_session(paths: dict[str, Path], vertices: dict[str, np.ndarray], n_vertices: dict[str, int],
+                 n_trials: int | None) -> np.ndarray:
+    """One session's betas for the selected vertices: (n_trials, n_selected) float32, lh then rh."""
+    import nibabel as nib
+
+    parts = []
+    for h in HEMIS:
+        if h not in paths:
+            other = paths[next(iter(paths))]
+            raise NSDFormatError(f"{other.parent / other.name.replace(other.name[:2], h)} is missing "
+                                 f"(the other hemisphere of this session exists)")
+        p = paths[h]
+        try:
+            img = nib.load(str(p))
+            shape = img.shape
+        except Exception as exc:  # noqa: BLE001
+            raise NSDFormatError(f"{p.name} is truncated or unreadable ({exc})") from exc
+        if shape[0] != n_vertices[h]:
+            raise NSDFormatError(f"{p.name} has {shape[0]} vertices, expected {n_vertices[h]}")
+        t = int(np.prod(shape[1:]))
+        if n_trials is not None and t != n_trials:
+            raise NSDFormatError(f"{p.name} has {t} trials, expected {n_trials}")
+        try:
+            data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape[0], t)
+        except Exception as exc:  # noqa: BLE001
+            raise NSDFormatError(f"{p.name} is truncated or unreadable ({exc})") from exc
+        parts.append(data[vertices[h]].T)
+    return np.concatenate(parts, axis=1)
+
+
+@dataclass
+class ImportReport:
+    subject: str
+    space: str
+    sessions: list[int]
+    n_trials: int
+    n_images: int
+    n_voxels: int
+    nan_notes: list[str] = field(default_factory=list)
+    dropped_voxels: int = 0
+    ncsnr_file_r: float | None = None
+
+    def text(self) -> str:
+        lines = [f"imported {self.subject} ({self.space}): {len(self.sessions)} sessions, {self.n_trials:,} trials, "
+                 f"{self.n_images:,} images, {self.n_voxels:,} voxels"]
+        if self.ncsnr_file_r is not None:
+            lines.append(f"  computed ncsnr vs the release's ncsnr file: r = {self.ncsnr_file_r:.4f}")
+        for note in self.nan_notes:
+            lines.append(f"  note: {note}")
+        if self.dropped_voxels:
+            lines.append(f"  dropped {self.dropped_voxels} voxels with no valid beta for some image")
+        return "\n".join(lines)
+
+
+def select_vertices(root: Path, n_vertices: dict[str, int], vertices=None) -> dict[str, np.ndarray]:
+    """Vertex indices per hemisphere: given, 'all', or the fsaverage ``nsdgeneral`` mask (default)."""
+    if vertices == "all":
+        return {h: np.arange(n_vertices[h]) for h in HEMIS}
+    if vertices is not None:
+        return {h: np.asarray(vertices[h], np.int64) for h in HEMIS}
+    out = {}
+    for h in HEMIS:
+        m = read_surface_values(root / FSAVERAGE / "label" / f"{h}.nsdgeneral.mgz", n_vertices[h], "the nsdgeneral mask")
+        out[h] = np.flatnonzero(m > 0)
+    return out
+
+
+def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertices: dict[str, np.ndarray]):
+    """{roi file: (n_selected,) label names}, from the subject's fsaverage-space label files."""
+    base = root / LABELS.format(subject=subject)
+    labels = {}
+    for roi in ROI_FILE_NAMES:
+        d = base / "fsaverage" if (base / "fsaverage" / f"lh.{roi}.mgz").exists() else base
+        if not (d / f"lh.{roi}.mgz").exists():
+            if roi == "streams" and (root / FSAVERAGE / "label" / "lh.streams.mgz").exists():
+                d = root / FSAVERAGE / "label"
+            else:
+                continue
+        ctab_path = d / f"{roi}.mgz.ctab"
+        names = read_ctab(ctab_path)
+        per_h = []
+        for h in HEMIS:
+            p = d / f"{h}.{roi}.mgz"
+            try:
+                v = read_surface_values(p, n_vertices[h], f"ROI labels {roi}")
+            except NSDFormatError as exc:
+                if "vertices, expected" in str(exc):
+                    raise NSDFormatError(f"{exc}: it looks like {subject}'s native surface; map it to fsaverage with "
+                                         f"nsdcode and save it under {base / 'fsaverage'}") from None
+                raise
+            ids = np.asarray(v, np.int64)[vertices[h]]
+            unknown = sorted(set(np.unique(ids[ids > 0]).tolist()) - set(names))
+            if unknown:
+                raise NSDFormatError(f"{p.name} uses label ids {unknown} that {ctab_path.name} does not name")
+            lut = np.array([""] + [names.get(i, "") for i in range(1, max(names, default=0) + 1)], dtype=object)
+            per_h.append(lut[np.clip(ids, 0, None)])
+        labels[roi] = np.concatenate(per_h)
+    return labels
+
+
+# ----------------------------------------------------------------------------- import
+def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progress: ProgressFn = None):
+    """Read, z-score and repeat-average one subject's fsaverage betas.
+
+    Returns a dict: betas (n_images, n_voxels) over the subject's image list (NaN rows for unseen),
+    reps (n_images,), ncsnr (n_voxels,), hemi, vertex, image_ids (nsdId, 0-based), sessions, n_trials,
+    space, n_vertices, vertices, report notes."""
+    from ..surface.meshes import load_freesurfer_surface
+
+    root = Path(root)
+    k = _subject_index(subject)
+    design = read_expdesign(root)
+    if k >= design["subjectim"].shape[0]:
+        raise NSDFormatError(f"{root / EXPDESIGN}: subjectim has {design['subjectim'].shape[0]} subjects, "
+                             f"no {subject}")
+    surf = load_freesurfer_surface(root / FSAVERAGE / "surf")
+    n_vertices = surf.n_vertices
+    vertices = select_vertices(root, n_vertices, vertices)
+    present = session_files(root, subject)
+    if not present:
+        raise NSDFormatError(f"no betas in {root / BETAS.format(subject=subject)} "
+                             "(expected lh.betas_session01.mgh ...)")
+    sessions = sorted(present) if sessions is None else list(sessions)
+    for s in sessions:
+        if s not in present:
+            raise NSDFormatError(f"{root / BETAS.format(subject=subject)}/lh.betas_session{s:02d}.mgh is missing")
+    mo = design["masterordering"]
+    first = present[sessions[0]]
+    n_trials = None
+    n_images = design["subjectim"].shape[1]
+    hemi = np.concatenate([np.full(vertices[h].size, h) for h in HEMIS])
+    vertex = np.concatenate([vertices[h] for h in HEMIS]).astype(np.int32)
+    acc = RepeatAverager(n_images, vertex.size)
+    notes = []
+    for i, s in enumerate(sessions):
+        data = read_session(present[s], vertices, n_vertices, n_trials)
+        if n_trials is None:
+            n_trials = data.shape[0]
+            if len(mo) % n_trials:
+                raise NSDFormatError(f"{first['lh'].name} has {n_trials} trials, which does not divide the "
+                                     f"{len(mo)} trials of masterordering")
+        t0 = (s - 1) * n_trials
+        if t0 + n_trials > len(mo):
+            raise NSDFormatError(f"session {s} goes past the {len(mo)} trials of masterordering")
+        nan = ~np.isfinite(data)
+        if nan.any():
+            notes.append(f"session {s:02d}: {int(nan.any(axis=0).sum())} voxels have NaN betas in "
+                         f"{int(nan.any(axis=1).sum())} of {n_trials} trials; those trials are left out of "
+                         "their z-scores and averages")
+        acc.add_session(zscore_session(data), mo[t0: t0 + n_trials])
+        report(progress, f"Reading {subject} sessions", i + 1, len(sessions))
+    betas, reps, ncsnr = acc.result()
+    if not np.isfinite(ncsnr).any():
+        notes.append("no image was shown twice in the sessions read: ncsnr and noise ceilings are unavailable")
+    return dict(betas=betas, reps=reps, ncsnr=ncsnr, hemi=hemi, vertex=vertex, image_ids=design["subjectim"][k],
+                sharedix=design["sharedix"], sessions=sessions, n_trials=n_trials * len(sessions),
+                space=SPACE_BY_VERTICES.get(n_vertices["lh"], f"fsaverage-{n_vertices['lh']}"),
+                n_vertices=n_vertices, vertices=vertices, notes=notes, counts=acc.count)
+
+
+def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progress: ProgressFn = None,
+               coco_captions=None) -> ImportReport:
+    """Import one NSD subject into workspace ``ws`` (which must be empty or hold NSD data)."""
+    import h5py
+
+    root = Path(root)
+    if ws.exists and ws.meta().get("dataset") not in ("nsd", None):
+        raise NSDFormatError(f"workspace {ws.path} holds the {ws.meta().get('dataset')} world; import NSD into another "
+                             "folder (--workspace)")
+    # check every small file before the long read
+    info = read_stim_info(root)
+    design = read_expdesign(root)
+    hdf5 = _need(root / STIM_HDF5, "NSD stimulus images")
+    try:
+        with h5py.File(hdf5, "r") as f:
+            if "imgBrick" not in f:
+                raise NSDFormatError(f"{hdf5} has no dataset 'imgBrick'")
+            shape = f["imgBrick"].shape
+    except OSError as exc:
+        raise NSDFormatError(f"{hdf5} is truncated or not HDF5 ({exc})") from exc
+    if shape[0] <= design["subjectim"].max():
+        raise NSDFormatError(f"{hdf5}: imgBrick has {shape[0]} images but subjectim refers to nsdId "
+                             f"{design['subjectim'].max() + 1}")
+    shared_csv = set(info.loc[info["shared1000"].astype(bool), "nsdId"].astype(int))
+    if shared_csv and shared_csv != set(design["sharedix"].tolist()):
+        raise NSDFormatError(f"{root / STIM_INFO}: column 'shared1000' disagrees with sharedix in {EXPDESIGN}")
+    d = load_nsd_betas(root, subject, sessions, vertices, progress)
+    betas, reps, ncsnr = d["betas"], d["reps"], d["ncsnr"]
+    seen = reps > 0
+    # voxels with no valid beta for some seen image cannot be modelled: report and drop them
+    keep = (d["counts"][seen] > 0).all(axis=0)
+    rep = ImportReport(subject, d["space"], d["sessions"], d["n_trials"], int(seen.sum()), int(keep.sum()),
+                       d["notes"], int((~keep).sum()))
+    ncsnr_dir = root / BETAS.format(subject=subject)
+    if (ncsnr_dir / "lh.ncsnr.mgh").exists():
+        f = np.concatenate([np.asarray(read_surface_values(ncsnr_dir / f"{h}.ncsnr.mgh", d["n_vertices"][h],
+                                                           "ncsnr"))[d["vertices"][h]] for h in HEMIS])
+        ok = np.isfinite(f) & np.isfinite(ncsnr)
+        rep.ncsnr_file_r = float(np.corrcoef(f[ok], ncsnr[ok])[0, 1]) if ok.sum() > 2 else None
+    labels = read_roi_labels(root, subject, d["n_vertices"], d["vertices"])
+    labels = {k: v[keep] for k, v in labels.items()}
+    caption_files = coco_captions
+    if caption_files is None:
+        caption_files = sorted((root / ANNOTATIONS).glob("captions_*.json")) if (root / ANNOTATIONS).exists() else []
+    caps = read_coco_captions(caption_files)
+    image_ids = d["image_ids"]
+    shared_mask = np.isin(image_ids, design["sharedix"])
+    info = info.set_index("nsdId")
+    with ws.writer() as tx:
+        run = tx.new_run("import-nsd", {"root": str(root.resolve()), "subject": subject, "sessions": d["sessions"],
+                                        "n_vertices_selected": int(d["vertex"].size), "preprocessing":
+                                        "z-score per session, average repeats"}, seed=None)
+        tx.set_meta(dataset="nsd", space=d["space"], nsd_root=str(root.resolve()))
+        tx.sql("INSERT OR REPLACE INTO stimulus_sources VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       ["nsd", "hdf5", str(hdf5.resolve()), "imgBrick", shape[0], shape[1], shape[2]])
+        new = sorted(set(image_ids[seen].tolist()) - set(
+            r[0] for r in tx.sql("SELECT stim_id FROM stimuli")))
+        if new:
+            sub = info.loc[new]
+            tx.insert_df("stimuli", pd.DataFrame({
+                "stim_id": new, "source": "nsd", "image_index": new, "coco_id": sub["cocoId"].astype(np.int64).values,
+                "shared": sub["shared1000"].astype(bool).values}))
+            crow = [(sid, k, c) for sid, coco in zip(new, sub["cocoId"].astype(int).values)
+                    for k, c in enumerate(caps.get(int(coco), []))]
+            if crow:
+                tx.insert_df("captions", pd.DataFrame(crow, columns=["stim_id", "k", "caption"]))
+        if not tx.sql("SELECT count(*) FROM roi_labels")[0][0]:
+            tx.insert_df("roi_labels", roi_label_frame())
+        write_subject(tx, run, subject, d["space"], "nsd", len(d["sessions"]), d["n_trials"], image_ids, reps,
+                      betas[:, keep], ncsnr[keep], d["hemi"][keep], d["vertex"][keep], labels,
+                      shared_mask=shared_mask)
+        tx.set_meta(complete="true")
+    return rep

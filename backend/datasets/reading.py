@@ -1,0 +1,101 @@
+"""Reading a workspace's dataset: stimulus images, captions, a subject's betas and voxels.
+
+The same functions serve the demo world, NSD and Algonauts imports (the ``stimulus_sources`` table
+says where the pixels live: a registered array, NSD's HDF5 ``imgBrick``, or image files).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import NotFoundError
+from ..store import Workspace, require_subject, stimulus_ids
+
+__all__ = ["stimulus_images", "captions", "subject_voxels", "subject_betas", "sample_stimulus_ids"]
+
+
+def stimulus_images(ws: Workspace, stim_ids, size: int | None = None) -> list[np.ndarray]:
+    """The pixels of stimuli, wherever the dataset keeps them.
+
+    Parameters
+    ----------
+    stim_ids : sequence of int
+    size : int, optional
+        Resize every image to ``size`` x ``size`` (bilinear).
+
+    Returns
+    -------
+    list of ndarray
+        RGB uint8 images (H, W, 3), in the order of ``stim_ids``.
+    """
+    from PIL import Image
+
+    ids = [int(i) for i in stim_ids]
+    if not ids:
+        return []
+    rows = ws.query("SELECT s.stim_id, s.image_index, s.file, src.kind, src.path, src.dataset FROM stimuli s "
+                    "JOIN stimulus_sources src USING (source) WHERE s.stim_id IN (SELECT unnest(?::INTEGER[]))",
+                    [ids]).set_index("stim_id")
+    missing = sorted(set(ids) - set(rows.index))
+    if missing:
+        raise NotFoundError(f"stimuli {missing[:5]} are not in workspace {ws.path}")
+    out = []
+    arrays: dict[str, np.ndarray] = {}
+    h5 = {}
+    try:
+        for i in ids:
+            r = rows.loc[i]
+            if r.kind == "array":
+                if r.path not in arrays:
+                    arrays[r.path] = ws.array(r.path)
+                img = np.asarray(arrays[r.path][int(r.image_index)])
+            elif r.kind == "hdf5":
+                import h5py
+
+                if r.path not in h5:
+                    h5[r.path] = h5py.File(r.path, "r")
+                img = np.asarray(h5[r.path][r.dataset][int(r.image_index)])
+            else:
+                img = np.asarray(Image.open(r.file).convert("RGB"))
+            if size is not None and img.shape[0] != size:
+                img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+            out.append(img)
+    finally:
+        for f in h5.values():
+            f.close()
+    return out
+
+
+def captions(ws: Workspace, stim_ids) -> dict[int, list[str]]:
+    """{stim_id: its captions in order} for ``stim_ids`` (an empty list for images without captions)."""
+    ids = [int(i) for i in stim_ids]
+    df = ws.query("SELECT stim_id, caption FROM captions WHERE stim_id IN (SELECT unnest(?::INTEGER[])) "
+                  "ORDER BY stim_id, k", [ids])
+    out: dict[int, list[str]] = {i: [] for i in ids}
+    for sid, cap in zip(df.stim_id, df.caption):
+        out[int(sid)].append(cap)
+    return out
+
+
+def subject_voxels(ws: Workspace, subject: str) -> pd.DataFrame:
+    """Every column of the subject's rows of the ``voxels`` table, in voxel order."""
+    df = ws.query("SELECT * FROM voxels WHERE subject = ? ORDER BY voxel", [subject])
+    if df.empty:
+        require_subject(ws, subject)
+    return df
+
+
+def subject_betas(ws: Workspace, subject: str):
+    """(betas (n_images, n_voxels) memory-mapped, rows DataFrame with stim_id / split / n_reps per row)."""
+    rows = ws.query("SELECT row, stim_id, n_reps, split FROM subject_stimuli WHERE subject = ? ORDER BY row",
+                    [subject])
+    if rows.empty:
+        require_subject(ws, subject)
+    return ws.array(f"betas_{subject}"), rows
+
+
+def sample_stimulus_ids(ws: Workspace, n: int, seed: int = 0) -> list[int]:
+    """``n`` stimulus ids drawn at random (reproducibly from ``seed``), in ascending order."""
+    ids = stimulus_ids(ws)
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(ids, size=min(n, ids.size), replace=False))

@@ -1,0 +1,106 @@
+"""Stimulus features: embeddings of every stimulus (computed once per embedder and kept in the
+workspace), and local contrast energy of any set of stimuli.
+
+The array ``features/<embedder key>`` holds unit-normalised image features (n_stimuli, dim) in
+``stim_id`` order of the ``stimuli`` table; the ``feature_sets`` table says which embedder made it
+(model id and a fingerprint of its weights) and which run.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.image_features import contrast_energy
+from ..datasets.reading import stimulus_images
+from ..errors import NotFoundError
+from ..store import ProgressFn, Workspace, report, stimulus_ids
+
+__all__ = ["stimulus_features", "stored_features", "fingerprint", "feature_key", "contrast_energy_matrix"]
+
+
+def fingerprint(folder: str | Path) -> str:
+    """Short hash of a model folder's weight files (so retrained weights never reuse stale features)."""
+    h = hashlib.sha256()
+    folder = Path(folder)
+    for p in sorted(folder.rglob("*")):
+        if p.suffix in (".safetensors", ".bin", ".json") and p.is_file():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def feature_key(model_id: str, fp: str) -> str:
+    """The key of a feature set: the embedder's model id, slugged, plus its weights' fingerprint."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", model_id).strip("-").lower() + "-" + fp
+
+
+def stored_features(ws: Workspace, key: str) -> np.ndarray:
+    """The stored feature matrix (n_stimuli, dim) of feature set ``key``, in stim_id order."""
+    name = ws.query("SELECT array_name FROM feature_sets WHERE key = ?", [key])
+    if name.empty:
+        raise NotFoundError(f"feature set {key} is missing from workspace {ws.path}")
+    return np.asarray(ws.array(name.array_name.iloc[0]))
+
+
+def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str = "cpu", batch_size: int = 256,
+                      progress: ProgressFn = None) -> tuple[np.ndarray, str]:
+    """The embedder's image features of every stimulus, computed and stored on first use.
+
+    Parameters
+    ----------
+    embedder : Embedder
+        From ``backend.models.load_role("embedder")``.
+    folder : path
+        The embedder's model folder (its weights are fingerprinted, so retrained weights never reuse
+        stale features).
+
+    Returns
+    -------
+    features : ndarray, shape (n_stimuli, dim)
+        Unit-normalised, in stim_id order.
+    key : str
+        The feature set's key (``feature_sets`` table).
+    """
+    fp = fingerprint(folder)
+    key = feature_key(embedder.model_id, fp)
+    with ws.read() as con:
+        row = con.execute("SELECT array_name FROM feature_sets WHERE key = ?", [key]).fetchone()
+    if row is not None:
+        return ws.array(row[0]), key
+    ids = stimulus_ids(ws)
+    feats = np.empty((ids.size, embedder.dim), np.float32)
+    step = 1024
+    for a in range(0, ids.size, step):
+        imgs = np.stack(stimulus_images(ws, ids[a:a + step]))
+        feats[a:a + step] = embedder.image_features(imgs, batch_size=batch_size)
+        report(progress, f"Embedding stimuli ({embedder.model_id})", min(a + step, ids.size), ids.size)
+    with ws.writer() as tx:
+        run = tx.new_run("features", {"what": "image_features", "batch_size": batch_size, "n": int(ids.size)},
+                         model_ids={"embedder": embedder.model_id, "fingerprint": fp})
+        name = f"features_{key}"
+        tx.put_array(name, feats, run, f"unit image features of every stimulus (n, {embedder.dim}), stim_id order")
+        tx.sql("DELETE FROM feature_sets WHERE key = ?", [key])
+        tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [key, embedder.model_id, fp, name, int(ids.size), int(embedder.dim), run])
+    return feats, key
+
+
+def contrast_energy_matrix(ws: Workspace, stim_ids, grid: int = 16, progress: ProgressFn = None) -> np.ndarray:
+    """Local contrast energy of stimuli.
+
+    Returns
+    -------
+    ndarray, shape (n, grid, grid)
+        Row 0 = top of the image.
+    """
+    ids = np.asarray(stim_ids)
+    out = np.empty((ids.size, grid, grid), np.float32)
+    step = 1000
+    for a in range(0, ids.size, step):
+        for j, img in enumerate(stimulus_images(ws, ids[a:a + step])):
+            out[a + j] = contrast_energy(img, grid)
+        report(progress, "Contrast energy of the stimuli", min(a + step, ids.size), ids.size)
+    return out

@@ -1,0 +1,73 @@
+"""Per-vertex overlays of a subject: ROIs, noise ceiling, encoding accuracy, concept maps.
+
+Every overlay is a full per-hemisphere vertex array (NaN where the subject has no voxel) in an
+:class:`~backend.surface.overlay.Overlay`, so the browser viewer and the PyVista figures draw them alike,
+and works the same on the demo world and on imported NSD / Algonauts data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidInputError, NotFoundError
+from ..store import Workspace, has_encoder, voxel_table
+from ..surface.overlay import Overlay
+from ..surface.rois import HEMIS, ROI_COLOURS
+
+__all__ = ["OVERLAYS", "overlay", "roi_overlay", "scatter_to_vertices"]
+
+# name -> (label, needs an encoder)
+OVERLAYS = {
+    "rois": ("ROIs", False),
+    "noise_ceiling": ("Noise ceiling", False),
+    "r2_nc": ("Encoding accuracy (test R² / noise ceiling)", True),
+    "r_test": ("Encoding accuracy (test r)", True),
+    "concept": ("Concept map", True),
+}
+
+
+def scatter_to_vertices(vox: pd.DataFrame, values: np.ndarray, n_vertices: dict[str, int]) -> dict[str, np.ndarray]:
+    """Per-voxel ``values`` (aligned with ``vox`` rows, which carry ``hemi`` and ``vertex``) as
+    {hemi: (n_vertices,)} arrays, NaN where there is no voxel."""
+    out = {}
+    for h in HEMIS:
+        arr = np.full(n_vertices[h], np.nan)
+        m = (vox.hemi == h).to_numpy()
+        arr[vox.vertex.to_numpy()[m]] = values[m]
+        out[h] = arr
+    return out
+
+
+def roi_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> Overlay:
+    """The subject's ROIs as a categorical overlay (ROI colours of ``surface.rois``, others grey)."""
+    vox = voxel_table(ws, subject)
+    names = [n for n in ROI_COLOURS if n in set(vox.roi.dropna())]
+    names += sorted(set(vox.roi.dropna()) - set(names))
+    index = {n: i + 1 for i, n in enumerate(names)}
+    vals = vox.roi.map(index).astype(float).to_numpy()
+    cats = [{"name": n, "colour": ROI_COLOURS.get(n, "#888888")} for n in names]
+    return Overlay("rois", "ROIs", scatter_to_vertices(vox, vals, n_vertices), categories=cats)
+
+
+def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], concept: str = "",
+            embedder=None, baseline: np.ndarray | None = None) -> Overlay:
+    """A named overlay (see ``OVERLAYS``). ``concept`` needs the embedder (text tower)."""
+    if name not in OVERLAYS:
+        raise InvalidInputError(f"unknown overlay {name!r} (known: {', '.join(OVERLAYS)})")
+    if name == "rois":
+        return roi_overlay(ws, subject, n_vertices)
+    vox = voxel_table(ws, subject)
+    if OVERLAYS[name][1] and not has_encoder(ws, subject):
+        raise NotFoundError(f"overlay {name!r} needs an encoder for {subject}: run `python -m backend encoder fit "
+                          f"--subject {subject}`")
+    if name == "noise_ceiling":
+        return Overlay(name, OVERLAYS[name][0], scatter_to_vertices(vox, vox.noise_ceiling.to_numpy(float), n_vertices),
+                       cmap="inferno", vmin=0.0, units="% of variance")
+    if name in ("r2_nc", "r_test"):
+        return Overlay(name, OVERLAYS[name][0], scatter_to_vertices(vox, vox[name].to_numpy(float), n_vertices),
+                       cmap="viridis", vmin=0.0, vmax=1.0 if name == "r2_nc" else None)
+    from .concepts import concept_scores
+
+    scores = concept_scores(ws, subject, concept, embedder, baseline)
+    return Overlay(name, f"Concept map: “{concept}”", scatter_to_vertices(vox, scores, n_vertices), cmap="RdBu_r",
+                   symmetric=True, units="predicted response vs an average caption, z", meta={"concept": concept})

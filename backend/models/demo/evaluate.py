@@ -1,0 +1,116 @@
+"""Quality of the demo models on held-out demo images (what the README and closing notes report)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ...datasets.demo.stimuli import CATEGORIES, CATEGORY_WORDS
+
+# prompts in the captions' own words (the grammar's category phrases)
+def category_prompts() -> dict[str, list[str]]:
+    out = {c: list(dict.fromkeys(CATEGORY_WORDS[c])) for c in CATEGORIES}
+    out["word"] = out["word"] + ['the word "stop"', 'a sign that says "open"']
+    return out
+
+
+def category_text_features(embedder) -> np.ndarray:
+    """(n_categories, dim): mean of the unit text features of each category's prompts, renormalised."""
+    prompts = category_prompts()
+    feats = []
+    for c in CATEGORIES:
+        f = embedder.text_features(prompts[c]).mean(0)
+        feats.append(f / np.linalg.norm(f))
+    return np.stack(feats)
+
+
+def single_object(objects) -> np.ndarray:
+    """Index of images with exactly one object, and that object's category index."""
+    idx, cat = [], []
+    for i, objs in enumerate(objects):
+        if isinstance(objs, list) and len(objs) == 1:
+            idx.append(i)
+            cat.append(CATEGORIES.index(objs[0]["category"]))
+    return np.array(idx), np.array(cat)
+
+
+def zero_shot_accuracy(embedder, images, objects) -> dict:
+    idx, cat = single_object(objects)
+    f = embedder.image_features(images[idx])
+    pred = (f @ category_text_features(embedder).T).argmax(1)
+    per = {c: float((pred[cat == k] == k).mean()) for k, c in enumerate(CATEGORIES) if (cat == k).any()}
+    return {"accuracy": float((pred == cat).mean()), "per_category": per, "n": int(idx.size)}
+
+
+def retrieval(embedder, images, captions, n: int = 1000) -> dict:
+    """Image -> caption retrieval among ``n`` held-out images.
+
+    ``first_caption_top1``: candidates are each image's first caption; a hit when the retrieved caption is the
+    image's own (identical texts count as the same caption). ``coco_r1`` / ``coco_r5``: the COCO protocol,
+    candidates are all 3-5 captions of the ``n`` images; a hit when a top-1 (top-5) caption is one of the image's."""
+    caps = [c[0] for c in captions[:n]]
+    fi = embedder.image_features(images[:n])
+    ft = embedder.text_features(caps)
+    best = (fi @ ft.T).argmax(1)
+    first = float(np.mean([caps[b] == caps[i] for i, b in enumerate(best)]))
+    flat = [c for cs in captions[:n] for c in cs]
+    owner = np.concatenate([[i] * len(cs) for i, cs in enumerate(captions[:n])])
+    order = np.argsort(-(fi @ embedder.text_features(flat).T), axis=1)[:, :5]
+    hits = owner[order] == np.arange(n)[:, None]
+    return {"first_caption_top1": first, "coco_r1": float(hits[:, 0].mean()), "coco_r5": float(hits.any(1).mean()),
+            "n": n}
+
+
+def names_category(text: str, category: str) -> bool:
+    from ...datasets.demo.stimuli import CATEGORY_LEXICON
+
+    t = " " + re.sub(r"[,.;:!?()]", " ", text.lower()).replace('"', ' " ') + " "
+    return any(f" {w} " in t or (w == '"' and '"' in t) for w in CATEGORY_LEXICON[category])
+
+
+def caption_category_accuracy(decoder, embedder, images, objects, n: int = 500) -> dict:
+    """Decode a caption from each held-out image's embedding and check the categories it names.
+
+    ``single_object``: on one-object images, the caption names that object's category;
+    ``precision``: every category the caption names is in the image (nothing wrong is named);
+    ``names_all``: every visible object's category (area >= 1%) is named; ``names_largest``: the largest object's."""
+    from ...datasets.demo.stimuli import CATEGORIES
+
+    caps = decoder.generate(embedder.image_features(images[:n]))
+    single, precision, names_all, largest, examples = [], [], [], [], []
+    for cap, objs in zip(caps, objects[:n]):
+        cats = {o["category"] for o in objs if o["area"] >= 0.01}
+        if not cats:
+            continue
+        named = {c for c in CATEGORIES if names_category(cap, c)}
+        precision.append(bool(named) and named <= cats)
+        names_all.append(cats <= named)
+        largest.append(max(objs, key=lambda o: o["area"])["category"] in named)
+        if len(objs) == 1:
+            single.append(cats <= named)
+        if len(examples) < 8:
+            examples.append({"caption": cap, "categories": sorted(cats)})
+    return {"single_object": float(np.mean(single)), "precision": float(np.mean(precision)),
+            "names_all": float(np.mean(names_all)), "names_largest": float(np.mean(largest)),
+            "n": len(precision), "n_single": len(single), "examples": examples}
+
+
+def generator_agreement(generator, embedder, grid_path=None, per_category: int = 24, steps: int = 50,
+                        guidance: float = 3.0, seed: int = 0) -> dict:
+    """Generate ``per_category`` samples from each category's prompts; the embedder's zero-shot label must agree."""
+    prompts = category_prompts()
+    text = category_text_features(embedder)
+    per, grid = {}, []
+    for k, c in enumerate(CATEGORIES):
+        ps = [prompts[c][i % len(prompts[c])] for i in range(per_category)]
+        imgs = generator.sample(ps, steps=steps, guidance=guidance, seed=seed + k)
+        pred = (embedder.image_features(imgs) @ text.T).argmax(1)
+        per[c] = float((pred == k).mean())
+        grid.append(imgs[:8])
+    if grid_path is not None:
+        from PIL import Image
+
+        rows = [np.concatenate(list(r), axis=1) for r in grid]
+        Image.fromarray(np.concatenate(rows, axis=0)).resize((8 * 64, len(rows) * 64), Image.NEAREST).save(grid_path)
+    return {"overall": float(np.mean(list(per.values()))), "per_category": per, "guidance": guidance,
+            "steps": steps, "samples_per_category": per_category}

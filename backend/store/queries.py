@@ -1,0 +1,86 @@
+"""The questions every part of VoxelScope asks the workspace, each answered in one place.
+
+Pages, the command line and the methods call these instead of writing their own SQL, so that
+"the current encoder of a subject" or "the stimulus order" means the same thing everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import NotFoundError
+from .workspace import Workspace
+
+__all__ = ["subjects", "default_subject", "require_subject", "stimulus_ids", "current_encoder", "has_encoder",
+           "voxel_table", "feature_set_model", "voxel_at"]
+
+
+def subjects(ws: Workspace) -> list[str]:
+    """Subject names of the workspace, sorted."""
+    return ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist()
+
+
+def default_subject(ws: Workspace) -> str:
+    """The first subject (what commands use when none is named)."""
+    subs = subjects(ws)
+    if not subs:
+        raise NotFoundError(f"workspace {ws.path} has no subjects (build the demo world or import a dataset)")
+    return subs[0]
+
+
+def require_subject(ws: Workspace, subject: str) -> str:
+    """``subject`` if the workspace has it; otherwise a :class:`NotFoundError` that lists the subjects."""
+    subs = subjects(ws)
+    if subject not in subs:
+        raise NotFoundError(f"subject {subject!r} is not in workspace {ws.path} (subjects: {', '.join(subs) or 'none'})")
+    return subject
+
+
+def stimulus_ids(ws: Workspace) -> np.ndarray:
+    """(n_stimuli,) every stim_id in ascending order: the row order of every per-stimulus array."""
+    return ws.query("SELECT stim_id FROM stimuli ORDER BY stim_id").stim_id.to_numpy()
+
+
+def current_encoder(ws: Workspace, subject: str, feature_key: str | None = None) -> dict | None:
+    """The subject's newest encoder (or the one on ``feature_key``) as a dict of its ``encoders`` row; None if
+    it has none."""
+    q = "SELECT * FROM encoders WHERE subject = ?" + (" AND feature_key = ?" if feature_key else "")
+    df = ws.query(q + " ORDER BY run_id DESC LIMIT 1", [subject] + ([feature_key] if feature_key else []))
+    return None if df.empty else df.iloc[0].to_dict()
+
+
+def has_encoder(ws: Workspace, subject: str) -> bool:
+    """Whether ``subject`` has a fitted encoder."""
+    return current_encoder(ws, subject) is not None
+
+
+def voxel_table(ws: Workspace, subject: str) -> pd.DataFrame:
+    """The subject's voxels, one row per voxel in voxel order.
+
+    Returns
+    -------
+    DataFrame
+        ``voxel, hemi, vertex, roi, ncsnr, noise_ceiling, noise_ceiling_test`` and, from the current
+        encoder (NaN without one), ``r_test, r2_test, r2_nc``.
+    """
+    vox = ws.query("SELECT voxel, hemi, vertex, roi, ncsnr, noise_ceiling, noise_ceiling_test FROM voxels "
+                   "WHERE subject = ? ORDER BY voxel", [subject])
+    if vox.empty:
+        require_subject(ws, subject)
+    enc = current_encoder(ws, subject)
+    acc = ws.query("SELECT voxel, r_test, r2_test, r2_nc FROM voxel_encoding WHERE subject = ? AND feature_key = ?",
+                   [subject, enc["feature_key"] if enc else ""])
+    return vox.merge(acc, on="voxel", how="left")
+
+
+def feature_set_model(ws: Workspace, feature_key: str) -> str | None:
+    """The model id of the embedder that made feature set ``feature_key`` (None if unknown)."""
+    df = ws.query("SELECT model_id FROM feature_sets WHERE key = ?", [feature_key])
+    return None if df.empty else str(df.model_id.iloc[0])
+
+
+def voxel_at(ws: Workspace, subject: str, hemi: str, vertex: int) -> int | None:
+    """The subject's voxel at ``hemi`` vertex ``vertex``, or None when the vertex holds none."""
+    df = ws.query("SELECT voxel FROM voxels WHERE subject = ? AND hemi = ? AND vertex = ?",
+                  [subject, hemi, int(vertex)])
+    return None if df.empty else int(df.voxel.iloc[0])
