@@ -25,13 +25,7 @@ def wait_new_paint(page, old_overlay_id, timeout=30_000):
 
 
 def choose(page, label, option):
-    box = page.locator("[data-testid='stSelectbox']").filter(has_text=label).first
-    try:
-        box.click(timeout=10_000)
-    except Exception:
-        page.screenshot(path="/tmp/vs/fail.png")
-        print(page.evaluate("() => [...document.querySelectorAll('[inert]')].map(e => e.tagName + '.' + e.className + ' ' + (e.getAttribute('data-testid')||''))"))
-        raise
+    page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click(timeout=10_000)
     page.locator("[role='option']").filter(has_text=re.compile(f"^{re.escape(option)}")).first.click()
 
 

@@ -147,10 +147,14 @@ def test_language_model_folder_loads_and_generates(tmp_path):
     from backend.models.language_model import LanguageModel
     from tests.tiny import tiny_language_model
 
-    folder = tiny_language_model(tmp_path / "lm", ["face", "food", "keywords", ":", "a", "smiling"])
+    vocab = ["face", "food", "keywords", ":", "a", "smiling"]
+    folder = tiny_language_model(tmp_path / "lm", vocab)
 
     lm = LanguageModel.from_pretrained(folder)
-    assert isinstance(lm.generate("keywords : a smiling face", max_new_tokens=3), str)
+    out = lm.generate("keywords : a smiling face", max_new_tokens=3)
+    # only the continuation comes back (the 5-word prompt is not echoed), in the model's vocabulary, greedily
+    assert len(out.split()) <= 3 and set(out.split()) <= set(vocab)
+    assert lm.generate("keywords : a smiling face", max_new_tokens=3) == out
 
 
 def test_sentence_embedder_from_the_pypi_package_is_meaningful():

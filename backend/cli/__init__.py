@@ -25,6 +25,8 @@ import sys
 from ..errors import VoxelScopeError
 from . import captions, datasets, demo, encoder, figure, info, models
 
+__all__ = ["main", "build_parser", "GROUPS"]
+
 GROUPS = (info, demo, datasets, models, encoder, captions, figure)
 
 
