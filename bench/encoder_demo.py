@@ -15,10 +15,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from backend.datasets.demo.stimuli import CATEGORIES  # noqa: E402
 from backend.encoders import encoder_weights  # noqa: E402
 from backend.models import load_role  # noqa: E402
 from backend.models.demo.evaluate import category_text_features  # noqa: E402
-from backend.datasets.demo.stimuli import CATEGORIES  # noqa: E402
 from backend.store import Workspace  # noqa: E402
 
 GROUPS = {"V1-V3": ["V1v", "V1d", "V2v", "V2d", "V3v", "V3d"], "hV4": ["hV4"],

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.store import Workspace  # noqa: E402
 from backend.datasets.demo.world import WorldConfig, build_demo_world, render_stimuli  # noqa: E402
+from backend.store import Workspace  # noqa: E402
 
 
 def main():

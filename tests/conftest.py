@@ -12,8 +12,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
-from backend.store import Workspace  # noqa: E402
 from backend.datasets.demo.world import build_demo_world, tiny_config  # noqa: E402
+from backend.store import Workspace  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +35,11 @@ def nsd_root(tiny_ws, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fitted_world(tmp_path_factory):
     """A small demo world (2,300 images, 1,100 per subject) with the shipped demo embedder and encoders fitted."""
+    from backend.datasets.demo.world import WorldConfig, build_demo_world
     from backend.encoders import fit_encoder
     from backend.encoders.features import stimulus_features
     from backend.models import load_role, model_config
     from backend.store import Workspace
-    from backend.datasets.demo.world import WorldConfig, build_demo_world
 
     ws = Workspace(tmp_path_factory.mktemp("enc") / "ws")
     build_demo_world(ws, WorldConfig(n_images=2300, n_shared=100, n_unique=1000, trials_per_session=150,

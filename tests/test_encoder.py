@@ -95,9 +95,9 @@ def test_category_rois_are_predicted_well_and_better_than_the_rest(fitted_world)
 
 def test_encoder_weights_recover_the_true_preferred_category(fitted_world):
     """The text embedding of each category, dotted with a voxel's weights, peaks at the voxel's true category."""
+    from backend.datasets.demo.stimuli import CATEGORIES
     from backend.encoders import encoder_weights
     from backend.models.demo.evaluate import category_text_features
-    from backend.datasets.demo.stimuli import CATEGORIES
 
     ws, emb, _, key, _ = fitted_world
     text = category_text_features(emb)

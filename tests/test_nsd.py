@@ -11,8 +11,8 @@ from scipy.io import loadmat, savemat
 from backend.datasets import nsd
 from backend.datasets.algonauts import AlgonautsFormatError, import_algonauts
 from backend.datasets.demo import export_demo_algonauts
-from backend.datasets.reading import stimulus_images
 from backend.datasets.nsd import NSDFormatError, import_nsd
+from backend.datasets.reading import stimulus_images
 from backend.store import Workspace
 
 BETAS = "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR"

@@ -3,11 +3,17 @@ import numpy as np
 import pytest
 
 from backend.datasets.betas import RepeatAverager, ncsnr_from_trials, noise_ceiling, zscore_session
-from backend.datasets.demo.anatomy import LITERATURE_MM
-from backend.surface.meshes import load_fsaverage5, vertex_normals
+from backend.datasets.demo.world import build_demo_world, tiny_config
 from backend.datasets.reading import subject_betas
 from backend.store import Workspace
-from backend.datasets.demo.world import build_demo_world, tiny_config
+from backend.surface.meshes import load_fsaverage5, vertex_normals
+
+# Literature centroids the synthetic ROIs are held to (group averages, MNI305 mm, per hemisphere)
+LITERATURE_MM = {"FFA": {"rh": (40, -52, -18), "lh": (-40, -52, -18)},
+                 "PPA": {"rh": (26, -44, -9), "lh": (-26, -44, -9)},
+                 "EBA": {"rh": (48, -70, 3), "lh": (-48, -70, 3)},
+                 "VWFA": {"lh": (-45, -57, -13)},
+                 "V1": {"rh": (10, -85, 5), "lh": (-10, -85, 5)}}
 
 
 @pytest.fixture(scope="module")

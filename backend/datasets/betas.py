@@ -73,13 +73,11 @@ class RepeatAverager:
         self.sumsq = np.zeros((n_images, n_voxels), np.float32)
         self.count = np.zeros((n_images, n_voxels), np.uint8)
         self.trials = np.zeros(n_images, np.int32)  # presentations, NaN or not
-        self.nan_trials = 0
 
     def add_session(self, zbetas: np.ndarray, image_rows: np.ndarray) -> None:
         """zbetas: (n_trials, n_voxels) z-scored betas; image_rows: (n_trials,) row of each trial's image."""
         valid = np.isfinite(zbetas)
         z = np.where(valid, zbetas, 0).astype(np.float32)
-        self.nan_trials += int((~valid).any(axis=1).sum())
         np.add.at(self.trials, image_rows, 1)
         # fancy-index += is fast but drops duplicates: add one occurrence of each image at a time
         remaining = np.arange(image_rows.size)

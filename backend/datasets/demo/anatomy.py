@@ -30,12 +30,6 @@ ROI_SEEDS: dict[str, dict] = {
     "VWFA-1": dict(file="floc-words", mm=(46, -57, -12), radius=9, hemis=("lh",)),
     "VWFA-2": dict(file="floc-words", mm=(45, -44, -15), radius=7, hemis=("lh",)),
 }
-# Literature centroids used by the tests (group-average FFA, MNI, per hemisphere)
-LITERATURE_MM = {"FFA": {"rh": (40, -52, -18), "lh": (-40, -52, -18)},
-                 "PPA": {"rh": (26, -44, -9), "lh": (-26, -44, -9)},
-                 "EBA": {"rh": (48, -70, 3), "lh": (-48, -70, 3)},
-                 "VWFA": {"lh": (-45, -57, -13)},
-                 "V1": {"rh": (10, -85, 5), "lh": (-10, -85, 5)}}
 STREAM_SEEDS = {"midventral": (30, -78, -12), "midlateral": (42, -80, 2), "midparietal": (24, -82, 28),
                 "ventral": (35, -50, -16), "lateral": (50, -62, 6), "parietal": (26, -64, 48)}
 # Our food ROI (see ``surface.rois.EXTRA_ROI_FILES``), medial/posterior to FFA.

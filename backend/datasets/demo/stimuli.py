@@ -12,7 +12,7 @@ spans ``FIELD_DEG`` degrees of visual angle as in NSD (8.4 deg).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

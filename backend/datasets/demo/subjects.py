@@ -17,7 +17,7 @@ voxel has a true noise-ceiling SNR that sets its trial-to-trial noise.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -100,7 +100,6 @@ class SubjectTruth:
     ncsnr: np.ndarray        # true noise-ceiling SNR
     gain: np.ndarray         # % signal change per unit signal
     baseline: np.ndarray
-    extra: dict = field(default_factory=dict)
 
 
 def place_rois(surface: Surface, rng: np.random.Generator, scale: float = 1.0, jitter_mm: float = 3.0):

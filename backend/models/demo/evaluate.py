@@ -7,6 +7,7 @@ import numpy as np
 
 from ...datasets.demo.stimuli import CATEGORIES, CATEGORY_WORDS
 
+
 # prompts in the captions' own words (the grammar's category phrases)
 def category_prompts() -> dict[str, list[str]]:
     out = {c: list(dict.fromkeys(CATEGORY_WORDS[c])) for c in CATEGORIES}

@@ -225,8 +225,8 @@ def save_report(out: Path, name: str, report_: dict) -> None:
 def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = None, workers: int | None = None,
               progress: ProgressFn = None, log=print, resume: bool = False) -> dict:
     """Train the demo models named in ``which`` into ``out/<role>`` and evaluate them on held-out images."""
-    from . import evaluate
     from ..embedder import DemoClip
+    from . import evaluate
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out)
@@ -270,10 +270,10 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
 
 def evaluate_all(out: Path, seed: int = 0, cache: Path | None = None, log=print) -> dict:
     """Re-measure the quality of the models in ``out`` on held-out images; updates ``training.json``."""
-    from . import evaluate
     from ..captioner import CaptionDecoder
     from ..embedder import DemoClip
     from ..generator import load_generator
+    from . import evaluate
 
     out = Path(out)
     held = render_set(HELDOUT_SEED_OFFSET + seed, 2000, cache=cache)
