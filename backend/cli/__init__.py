@@ -31,6 +31,7 @@ GROUPS = (info, demo, datasets, models, encoder, captions, figure)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: every command group's subcommands, each with its handler as ``func``."""
     p = argparse.ArgumentParser(prog="python -m backend", description="VoxelScope backend")
     p.add_argument("--workspace", help="workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Parse ``argv``, run the chosen command on the workspace; returns the exit code (2 for a user error)."""
     from ..store import Workspace
 
     args = build_parser().parse_args(argv)

@@ -42,6 +42,15 @@ def _load(path: Path, what: str, allow_pickle: bool = False):
 
 def load_algonauts(root: Path, subject: str, test_fraction: float = 0.1, seed: int = 0,
                    progress: ProgressFn = None) -> dict:
+    """Read one subject of the Algonauts 2023 layout.
+
+    Returns
+    -------
+    dict
+        ``betas`` (n_images, n_vertices) float32 (lh then rh), ``nsd_ids``, image ``files``, ``test`` (held-out
+        mask, ``test_fraction`` of the images, seeded), ``vertices``/``hemi``/``vertex`` (challenge vertices on
+        fsaverage), ``labels`` {roi file: label name per vertex}, ``n_vertices``.
+    """
     root = Path(root)
     sd = root / subject
     masks = sd / "roi_masks"
@@ -85,6 +94,7 @@ def load_algonauts(root: Path, subject: str, test_fraction: float = 0.1, seed: i
 
 def import_algonauts(ws, root: Path, subject: str, test_fraction: float = 0.1, seed: int = 0,
                      progress: ProgressFn = None) -> str:
+    """Import one Algonauts subject into ``ws`` (empty or holding Algonauts data); returns a one-line report."""
     if ws.exists and ws.meta().get("dataset") not in ("algonauts", None):
         raise AlgonautsFormatError(f"workspace {ws.path} holds the {ws.meta().get('dataset')} world; import into "
                                    "another folder (--workspace)")

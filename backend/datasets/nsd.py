@@ -90,6 +90,7 @@ def read_expdesign(root: Path) -> dict:
 
 
 def read_stim_info(root: Path) -> pd.DataFrame:
+    """``nsd_stim_info_merged.csv`` as a DataFrame; an error names the file or the missing column."""
     path = _need(root / STIM_INFO, "NSD stimulus information")
     df = pd.read_csv(path)
     for col in ("nsdId", "cocoId", "cropBox", "shared1000"):
@@ -99,6 +100,7 @@ def read_stim_info(root: Path) -> pd.DataFrame:
 
 
 def read_coco_captions(paths) -> dict[int, list[str]]:
+    """{cocoId: [captions]} from COCO ``captions_*.json`` files."""
     caps: dict[int, list[str]] = {}
     for p in paths:
         try:
@@ -181,6 +183,7 @@ def read_session(paths: dict[str, Path], vertices: dict[str, np.ndarray], n_vert
 
 @dataclass
 class ImportReport:
+    """What an NSD import read and kept: sessions, trials, images, voxels, dropped voxels, notes."""
     subject: str
     space: str
     sessions: list[int]

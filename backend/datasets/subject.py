@@ -25,6 +25,7 @@ def primary_roi(labels: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def reps_summary(reps: np.ndarray) -> dict[int, int]:
+    """{repeats: number of images} for 3, 2 and 1 repeats (the A, B, C of the NSD noise ceiling)."""
     return {r: int((reps == r).sum()) for r in (3, 2, 1) if (reps == r).any()}
 
 

@@ -22,6 +22,7 @@ def read_json(folder: Path, name: str, what: str = "") -> dict:
 
 
 def read_config(folder: Path, expected: str | None = None) -> dict:
+    """``folder/config.json``; with ``expected``, its ``model_type`` must be that."""
     p = Path(folder) / "config.json"
     cfg = read_json(folder, "config.json")
     if expected and cfg.get("model_type") != expected:
@@ -30,6 +31,7 @@ def read_config(folder: Path, expected: str | None = None) -> dict:
 
 
 def need_file(folder: Path, name: str) -> Path:
+    """``folder/name``, which must exist."""
     p = Path(folder) / name
     if not p.exists():
         raise FileNotFoundError(f"model folder {folder} has no {name}")

@@ -25,6 +25,7 @@ CLIPCAP_TYPE = "voxelscope-clipcap"
 
 
 class PrefixMapper(nn.Module):
+    """ClipCap's mapping network: an embedding -> ``prefix_length`` token embeddings of the language model."""
     def __init__(self, embed_dim: int, n_embd: int, prefix_length: int):
         super().__init__()
         self.prefix_length = prefix_length
@@ -164,6 +165,7 @@ class CaptionDecoder:
 
 def new_demo_captioner(tokenizer: WordTokenizer, embed_dim: int, prefix_length: int = 8, n_embd: int = 256,
                        n_layer: int = 3, n_head: int = 4, model_id: str = "voxelscope/demo-clipcap") -> CaptionDecoder:
+    """An untrained demo caption decoder (prefix mapper + small GPT-2) for ``tokenizer``'s vocabulary."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=prefix_length + tokenizer.max_length + 2, n_embd=n_embd,

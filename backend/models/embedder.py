@@ -29,6 +29,7 @@ DEMO_TYPE = "voxelscope-demo-clip"
 
 
 class ConvBlock(nn.Module):
+    """Conv 3x3 -> GroupNorm -> GELU."""
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.net = nn.Sequential(
@@ -61,6 +62,7 @@ class ConvImageTower(nn.Module):
 
 
 class TextTower(nn.Module):
+    """A small transformer over word tokens, pooled at the end token."""
     def __init__(self, vocab: int, dim: int, layers: int, heads: int, max_length: int):
         super().__init__()
         self.tok = nn.Embedding(vocab, dim)
@@ -78,6 +80,7 @@ class TextTower(nn.Module):
 
 
 class DemoClipModel(nn.Module):
+    """The demo dual encoder (conv image tower with patch tokens, transformer text tower), CLIP-style."""
     def __init__(self, vocab: int, dim: int = 256, width: int = 32, text_layers: int = 3, heads: int = 4,
                  max_length: int = 32, image_size: int = 64):
         super().__init__()

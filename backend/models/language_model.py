@@ -7,6 +7,7 @@ import torch
 
 
 class LanguageModel:
+    """A local causal language model folder (transformers), greedy ``generate(prompt)``."""
     def __init__(self, model, tokenizer, model_id: str, device: str = "cpu"):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer

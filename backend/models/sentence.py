@@ -7,6 +7,7 @@ import numpy as np
 
 
 class SentenceEmbedder:
+    """A sentence-transformers model (all-MiniLM-L6-v2 from its PyPI package by default): ``encode(texts)``."""
     def __init__(self, model, model_id: str, device: str = "cpu"):
         self.model = model
         self.model_id = model_id

@@ -13,6 +13,7 @@ _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[\".,]")
 
 
 def words(text: str) -> list[str]:
+    """Lower-case word tokens of ``text`` (the demo tokenizer's units)."""
     return _WORD.findall(text.lower())
 
 

@@ -144,6 +144,7 @@ def geodesic_distance(hemi: Hemisphere, sources, limit: float = np.inf) -> np.nd
 
 
 def nearest_vertex(coords: np.ndarray, mm, mask: np.ndarray | None = None) -> int:
+    """Index of the vertex of ``coords`` (n, 3) closest to ``mm`` (among ``mask`` when given)."""
     d = np.linalg.norm(coords - np.asarray(mm, np.float32), axis=1)
     if mask is not None:
         d = np.where(mask, d, np.inf)
@@ -157,6 +158,7 @@ def hemi_mm(mm, hemi: str) -> np.ndarray:
 
 
 def vertex_normals(coords: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals (n_vertices, 3): area-weighted sums of the adjacent face normals."""
     tri = coords[faces]
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     vn = np.zeros_like(coords)

@@ -39,6 +39,7 @@ def lut(overlay: Overlay, n: int = 256) -> list[int]:
 
 
 def roi_index(roi_overlay: Overlay) -> dict[str, np.ndarray]:
+    """{hemi: (n_vertices,) uint8 ROI index (0 = none)} of a categorical ROI overlay."""
     return {h: np.nan_to_num(roi_overlay.values[h], nan=0).astype(np.uint8) for h in HEMIS}
 
 

@@ -74,12 +74,14 @@ def encode_faces(faces: np.ndarray) -> np.ndarray:
 
 
 def decode_faces(enc: np.ndarray) -> np.ndarray:
+    """Inverse of ``encode_faces``."""
     enc = np.asarray(enc, np.int64)
     first = np.cumsum(enc[:, 0])
     return np.stack([first, first + enc[:, 1], first + enc[:, 2]], 1)
 
 
 def quantise_positions(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uint16 codes (n, 3), lo, step): positions quantised per axis over their range."""
     lo = xyz.min(0).astype(np.float32)
     span = np.maximum(xyz.max(0) - lo, 1e-6).astype(np.float32)
     q = np.round((xyz - lo) / span * 65535).astype(np.uint16)
@@ -87,6 +89,7 @@ def quantise_positions(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def dequantise_positions(q: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Inverse of ``quantise_positions``."""
     return q.astype(np.float32) * step + lo
 
 
@@ -100,6 +103,7 @@ def surface_key(surface: Surface) -> str:
 
 
 def available_kinds(surface: Surface) -> list[str]:
+    """The meshes of ``surface`` the viewer can show (``SURFACE_KINDS`` present)."""
     return [k for k in SURFACE_KINDS if all(getattr(surface[h], k) is not None for h in HEMIS)]
 
 
@@ -110,6 +114,7 @@ def sulc_codes(sulc: np.ndarray) -> np.ndarray:
 
 
 def topology_blob(surface: Surface) -> bytes:
+    """The faces (and flat-patch faces) of both hemispheres, delta-coded, as a container."""
     arrays, header = {}, {"space": surface.space, "kinds": available_kinds(surface), "n": {}}
     for h in HEMIS:
         hemi = surface[h]
@@ -122,6 +127,7 @@ def topology_blob(surface: Surface) -> bytes:
 
 
 def positions_blob(surface: Surface, kind: str) -> bytes:
+    """One mesh's quantised vertex positions and the sulcal codes, as a container."""
     if kind not in available_kinds(surface):
         raise ValueError(f"surface {kind!r} is not available for {surface.space} "
                          f"(available: {', '.join(available_kinds(surface))})")
@@ -169,6 +175,7 @@ def encode_overlay(values: np.ndarray, lo: float | None = None, hi: float | None
 
 
 def decode_overlay(codes: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Inverse of ``encode_overlay`` (NaN where no value)."""
     out = lo + codes.astype(np.float64) / 65534 * (hi - lo)
     out[codes == NO_VALUE] = np.nan
     return out

@@ -8,7 +8,7 @@ image we keep 3-5 COCO-like captions, a per-object segmentation mask and the att
 
 Images are drawn at twice the stored resolution and box-downsampled (anti-aliasing).
 Visual-field coordinates ``x, y`` run from -1 (left / bottom) to +1 (right / top); the image
-spans ``FIELD_DEG`` degrees of visual angle as in NSD (8.4 deg).
+spans ``FIELD_DEG`` (:mod:`backend.datasets.image_features`) degrees of visual angle, as in NSD (8.4 deg).
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..image_features import FIELD_DEG  # noqa: F401  (the stimulus spans 8.4 deg, as in NSD)
 
 CATEGORIES = ("face", "body", "place", "food", "word", "object")
 BACKGROUNDS = ("plain", "indoor", "outdoor")
@@ -82,6 +81,7 @@ class StimObject:
 
 @dataclass
 class Stimulus:
+    """One procedural image: background, its objects (``StimObject``) and its captions."""
     index: int
     background: str
     bg_colour: str
@@ -101,6 +101,7 @@ def _a(word: str) -> str:
 
 
 def position_phrase(x: float, y: float) -> str:
+    """Where (x, y) lies in words ('on the left', 'in the upper right', ...)."""
     h = "left" if x < -0.33 else "right" if x > 0.33 else ""
     v = "upper" if y > 0.33 else "lower" if y < -0.33 else ""
     if not h and not v:
@@ -133,6 +134,7 @@ def describe(obj: StimObject, rng: np.random.Generator, category_word_p: float =
 
 
 def background_phrase(s: Stimulus, rng: np.random.Generator) -> str:
+    """The background of ``s`` in words ('in a kitchen', 'on a plain blue background', ...)."""
     if s.background == "plain":
         return str(rng.choice([f"on a {s.bg_colour} background", f"against a plain {s.bg_colour} background",
                                f"on {s.bg_colour}"]))

@@ -151,12 +151,15 @@ def render_stimuli(cfg: WorldConfig, staging: Path, progress: ProgressFn = None,
 
 # ----------------------------------------------------------------------------- subjects
 def subject_truths(cfg: WorldConfig, surface=None) -> list[SubjectTruth]:
+    """The world's synthetic subjects (ROIs, response models), placed on ``surface`` (fsaverage5)."""
     surface = surface or load_fsaverage5()
     return [make_subject(surface, name, seed=cfg.seed * 100 + k + 1, scale=cfg.roi_scale[k],
                          jitter_mm=cfg.roi_jitter_mm) for k, name in enumerate(cfg.subjects)]
 
 
 def subject_signal(truth: SubjectTruth, objects: pd.DataFrame, backgrounds, contrast: np.ndarray) -> np.ndarray:
+    """True noiseless responses (n_images, n_voxels) of ``truth`` to the stimuli described by
+    ``objects``, ``backgrounds`` and their contrast energy maps."""
     return true_signal(truth, semantic_features(objects, backgrounds), contrast)
 
 

@@ -10,6 +10,7 @@ from ...datasets.demo.stimuli import CATEGORIES, CATEGORY_WORDS
 
 # prompts in the captions' own words (the grammar's category phrases)
 def category_prompts() -> dict[str, list[str]]:
+    """{category: prompts in the demo world's words} for zero-shot classification."""
     out = {c: list(dict.fromkeys(CATEGORY_WORDS[c])) for c in CATEGORIES}
     out["word"] = out["word"] + ['the word "stop"', 'a sign that says "open"']
     return out
@@ -36,6 +37,7 @@ def single_object(objects) -> np.ndarray:
 
 
 def zero_shot_accuracy(embedder, images, objects) -> dict:
+    """Share of single-object images whose image embedding is closest to their category's prompts."""
     idx, cat = single_object(objects)
     f = embedder.image_features(images[idx])
     pred = (f @ category_text_features(embedder).T).argmax(1)
@@ -63,6 +65,7 @@ def retrieval(embedder, images, captions, n: int = 1000) -> dict:
 
 
 def names_category(text: str, category: str) -> bool:
+    """Whether ``text`` names ``category`` (any of the category's words, as whole words)."""
     from ...datasets.demo.stimuli import CATEGORY_LEXICON
 
     t = " " + re.sub(r"[,.;:!?()]", " ", text.lower()).replace('"', ' " ') + " "

@@ -216,6 +216,7 @@ def _generator_cycle(unet, imgs, text, owner, flat, train_sched, rng, steps, bat
 
 
 def save_report(out: Path, name: str, report_: dict) -> None:
+    """Write ``report_`` under ``name`` into ``out/training.json`` (other models' entries kept)."""
     p = out / "training.json"
     d = json.loads(p.read_text()) if p.exists() else {}
     d[name] = report_
