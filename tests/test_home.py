@@ -80,3 +80,17 @@ def test_cli_reports_an_empty_workspace(tmp_path):
     env = {**os.environ, "VOXELSCOPE_WORKSPACE": str(tmp_path / "none")}
     res = subprocess.run([sys.executable, "-m", "backend", "info"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert res.returncode == 1 and "empty" in res.stdout
+
+
+def test_cli_prints_a_user_mistake_as_written_with_exit_code_2(tiny_ws, tmp_path):
+    env = {**os.environ, "VOXELSCOPE_WORKSPACE": str(tiny_ws.path)}
+    cases = [(["figure", "rois", str(tmp_path / "r.png"), "--subject", "nobody"],
+              "error: subject 'nobody' is not in workspace"),
+             (["captions", "run", "--subject", "subj01", "--voxels", "1-x"],
+              "error: '1-x' is not a list of numbers and ranges"),
+             (["encoder", "fit", "--subject", "nobody"], "error: subject 'nobody' is not in workspace")]
+    for args, message in cases:
+        res = subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT, env=env, capture_output=True,
+                             text=True)
+        assert res.returncode == 2 and res.stderr.startswith(message), (args, res.stderr[-1500:])
+        assert "Traceback" not in res.stderr

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..datasets.reading import subject_betas
 from ..errors import InvalidInputError, NotFoundError
-from ..store import ProgressFn, Workspace, current_encoder, report, stimulus_ids
+from ..store import ProgressFn, Workspace, current_encoder, report, require_subject, stimulus_ids
 from ..store import subjects as all_subjects
 from .ridge import DEFAULT_ALPHAS, fit_ridge_cv, pearson_columns, r2_columns
 
@@ -99,13 +99,27 @@ def encoder_weights(ws: Workspace, subject: str, feature_key: str | None = None)
 def fit_encoders(ws: Workspace, subjects=None, device: str = "cpu", cv: str = "gcv", only_missing: bool = False,
                  progress: ProgressFn = None) -> list[dict]:
     """Embed the stimuli with the configured embedder (cached) and fit an encoder per subject.
-    ``only_missing``: skip subjects that already have an encoder on these features."""
+
+    Parameters
+    ----------
+    subjects : list of str, optional
+        Default: every subject of the workspace.
+    cv : {"gcv", "loo"}
+        How each voxel's regularisation is chosen (see :func:`backend.encoders.ridge.fit_ridge_cv`).
+    only_missing : bool
+        Skip subjects that already have an encoder on these features.
+
+    Returns
+    -------
+    list of dict
+        One summary per fitted subject (see :func:`fit_encoder`).
+    """
     from ..models import load_role, model_config
     from .features import stimulus_features
 
+    names = [require_subject(ws, s) for s in subjects] if subjects else all_subjects(ws)  # before any work
     cfg = model_config()
     emb = load_role("embedder", device, cfg)
-    names = list(subjects) if subjects else all_subjects(ws)
     feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=device, progress=progress)
     done = {s for s in names if only_missing and current_encoder(ws, s, key) is not None}
     return [fit_encoder(ws, s, feats, key, emb.model_id, cv=cv, device=device, progress=progress)

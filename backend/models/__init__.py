@@ -72,6 +72,8 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None):
     object or None
         The role's model object; None for an unset optional role (``language_model``).
     """
+    if role not in ROLES:
+        raise InvalidInputError(f"unknown model role {role!r} (known: {', '.join(ROLES)})")
     cfg = (config or model_config())[role]
     path = cfg["path"]
     if not path:
@@ -98,8 +100,7 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None):
     if role == "sentence_embedder":
         from .sentence import SentenceEmbedder
 
-        return SentenceEmbedder.from_config(path, device)
-    raise InvalidInputError(f"unknown model role {role!r} (known: {', '.join(ROLES)})")
+        return SentenceEmbedder.from_pretrained(path, device)
 
 
 def models_summary(config: dict | None = None) -> list[dict]:

