@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -118,3 +119,16 @@ def test_an_older_schema_is_refused_with_a_clear_message(tmp_path):
     with pytest.raises(RuntimeError, match="schema version 0"):
         with ws.writer():
             pass
+
+
+def test_runs_record_the_commit_of_the_code_and_the_default_workspace_is_at_the_repository_root(monkeypatch):
+    from backend import __version__
+    from backend.store import code_version, default_workspace
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    assert code_version() == f"{__version__}+{head[:10]}"
+    monkeypatch.delenv("VOXELSCOPE_WORKSPACE", raising=False)
+    assert default_workspace() == root / "workspace"

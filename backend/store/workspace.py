@@ -35,6 +35,7 @@ from ..surface.rois import ROI_COLUMNS
 
 __all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "default_workspace", "code_version"]
 
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout: backend/store/workspace.py -> repository root
 DB_NAME = "voxelscope.duckdb"
 SCHEMA_VERSION = 2
 
@@ -105,21 +106,27 @@ READER_WAIT_S = 120.0  # how long a writer waits for readers (the app's short qu
 
 
 def default_workspace() -> Path:
-    """``$VOXELSCOPE_WORKSPACE`` or ``./workspace`` next to the code."""
+    """``$VOXELSCOPE_WORKSPACE`` or ``workspace/`` at the repository root."""
     env = os.environ.get("VOXELSCOPE_WORKSPACE")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "workspace"
+    return Path(env) if env else REPO_ROOT / "workspace"
 
 
 def code_version() -> str:
     """Package version plus the git commit when the code runs from a checkout."""
-    root = Path(__file__).resolve().parent.parent
+    root = REPO_ROOT
     head = root / ".git" / "HEAD"
     commit = ""
     try:
         ref = head.read_text().strip()
         if ref.startswith("ref:"):
-            p = root / ".git" / ref.split(" ", 1)[1]
-            commit = p.read_text().strip() if p.exists() else ""
+            name = ref.split(" ", 1)[1]
+            p = root / ".git" / name
+            if p.exists():
+                commit = p.read_text().strip()
+            elif (root / ".git" / "packed-refs").exists():  # refs packed by git gc or a clone
+                packed = dict(line.split(" ", 1)[::-1] for line in (root / ".git" / "packed-refs").read_text()
+                              .splitlines() if line and line[0] not in "#^")
+                commit = packed.get(name, "")
         else:
             commit = ref
     except OSError:
