@@ -128,7 +128,8 @@ def test_runs_record_the_commit_of_the_code_and_the_default_workspace_is_at_the_
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
     assert code_version() == f"{__version__}+{head[:10]}"
     monkeypatch.delenv("VOXELSCOPE_WORKSPACE", raising=False)
     assert default_workspace() == root / "workspace"

@@ -90,7 +90,7 @@ def import_bank(ws: Workspace, name: str, embeddings_path: str | Path, embedder,
         raise InvalidInputError(f"{p} must be a 2-D array (n_images, dim), got shape {emb.shape}")
     if emb.shape[1] != embedder.dim:
         raise InvalidInputError(f"{p} has embeddings of dimension {emb.shape[1]}, but the configured embedder "
-                         f"{embedder.model_id} makes {embedder.dim}-dimensional ones: embed the bank with it")
+                                f"{embedder.model_id} makes {embedder.dim}-dimensional ones: embed the bank with it")
     emb = np.asarray(emb, np.float32)
     if not np.isfinite(emb).all():
         raise InvalidInputError(f"{p} contains NaN or infinite values")
@@ -111,7 +111,8 @@ def import_bank(ws: Workspace, name: str, embeddings_path: str | Path, embedder,
 def _store_bank(ws, name, emb, caps, imgs, embedder, params) -> dict:
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
     with ws.writer() as tx:
-        run = tx.new_run("bank", {"name": name, **params, "n": int(len(emb))}, model_ids={"embedder": embedder.model_id})
+        run = tx.new_run("bank", {"name": name, **params, "n": int(len(emb))},
+                         model_ids={"embedder": embedder.model_id})
         arr = f"bank_{name}"
         tx.put_array(arr, emb.astype(np.float32), run, f"unit image embeddings of bank {name!r} (n, dim)")
         tx.sql("DELETE FROM banks WHERE bank = ?", [name])

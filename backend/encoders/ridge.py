@@ -53,7 +53,8 @@ def fit_ridge_cv(X, Y, alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cp
     X = np.asarray(X, np.float32)
     Y = np.asarray(Y, np.float32)
     if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise InvalidInputError(f"X {X.shape} and Y {Y.shape} must be (n_samples, n_features) and (n_samples, n_targets)")
+        raise InvalidInputError(f"X {X.shape} and Y {Y.shape} must be (n_samples, n_features) and "
+                                "(n_samples, n_targets)")
     if not np.isfinite(X).all() or not np.isfinite(Y).all():
         raise InvalidInputError("X and Y must be finite (no NaN/inf)")
     n, p = X.shape

@@ -162,7 +162,8 @@ class DemoClip(Embedder):
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise InvalidInputError(f"{folder / 'model.safetensors'} does not match {folder / 'config.json'}: {exc}") from exc
+            raise InvalidInputError(f"{folder / 'model.safetensors'} does not match {folder / 'config.json'}: "
+                                    f"{exc}") from exc
         tok = WordTokenizer.from_pretrained(folder)
         return cls(model, tok, cfg.get("model_id", f"demo:{folder.name}"), device)
 

@@ -8,8 +8,8 @@ Two kinds load through :func:`load_generator`:
   whose latents decode through its VAE.
 
 Each kind is a subclass of :class:`Generator` (:class:`DemoGenerator`, :class:`StableDiffusionGenerator`)
-with its own ``from_pretrained``; the base class exposes the loop one step at a time (``prepare_latents`` -> for t in ``timesteps``: ``predict_noise`` -> ``step``; ``decode``), so that
-guidance methods (BrainDiVE) can change the noise estimate at each step, and ``sample`` for plain use.
+with its own ``from_pretrained``; the base class exposes the loop one step at a time (``prepare_latents`` ->
+for t in ``timesteps``: ``predict_noise`` -> ``step``; ``decode``), so that guidance methods (BrainDiVE) can change the noise estimate at each step, and ``sample`` for plain use.
 """
 from __future__ import annotations
 

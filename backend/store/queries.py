@@ -32,7 +32,8 @@ def require_subject(ws: Workspace, subject: str) -> str:
     """``subject`` if the workspace has it; otherwise a :class:`NotFoundError` that lists the subjects."""
     subs = subjects(ws)
     if subject not in subs:
-        raise NotFoundError(f"subject {subject!r} is not in workspace {ws.path} (subjects: {', '.join(subs) or 'none'})")
+        raise NotFoundError(f"subject {subject!r} is not in workspace {ws.path} "
+                            f"(subjects: {', '.join(subs) or 'none'})")
     return subject
 
 

@@ -105,7 +105,7 @@ def load_freesurfer_surface(surf_dir: str | Path, space: str = "fsaverage") -> S
                 raise InvalidInputError(f"{path} is not a readable FreeSurfer surface: {exc}") from exc
             if faces is not None and coords.shape[0] != arrays["pial"].shape[0]:
                 raise InvalidInputError(f"{path} has {coords.shape[0]} vertices, expected {arrays['pial'].shape[0]} "
-                                 f"(as in {h}.pial)")
+                                        f"(as in {h}.pial)")
             arrays[kind] = coords.astype(np.float32)
             faces = f if faces is None else faces
         sulc_path = surf_dir / f"{h}.sulc"

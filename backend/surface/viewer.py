@@ -91,12 +91,13 @@ def viewer_message(surface: Surface, mesh_files: dict, static_url: str, overlay:
     if show not in SHOW:
         raise InvalidInputError(f"unknown hemisphere {show!r} (known: {', '.join(SHOW)})")
     if surface_kind not in mesh_files["positions"]:
-        raise InvalidInputError(f"surface {surface_kind!r} is not available (available: {', '.join(mesh_files['positions'])})")
+        raise InvalidInputError(f"surface {surface_kind!r} is not available "
+                                f"(available: {', '.join(mesh_files['positions'])})")
     n = surface.n_vertices
     for h in HEMIS:
         if overlay.values[h].shape != (n[h],):
             raise InvalidInputError(f"overlay {overlay.name!r} has {overlay.values[h].shape[0]} values on {h}, "
-                             f"the surface {n[h]} vertices")
+                                    f"the surface {n[h]} vertices")
     d_lo, d_hi = overlay.default_range()
     lo_v = d_lo if vmin is None else float(vmin)
     hi_v = d_hi if vmax is None else float(vmax)

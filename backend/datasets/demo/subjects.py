@@ -63,7 +63,7 @@ def make_design(seed: int, n_subjects: int, n_shared: int, n_unique: int, trials
     total = n_per * reps
     if total % trials_per_session:
         raise InvalidInputError(f"{n_per} images x {reps} repeats is not a whole number of {trials_per_session}-trial "
-                         "sessions")
+                                "sessions")
     # spread the repeats of an image over the experiment: repeat k of each image falls in the k-th third
     order = np.concatenate([rng.permutation(n_per) for _ in range(reps)])
     # mix within sliding windows so that repeats are not in lockstep

@@ -57,8 +57,8 @@ class WorldConfig:
     def validate(self) -> None:
         need = self.n_shared + self.n_subjects * self.n_unique
         if self.n_images < need:
-            raise InvalidInputError(f"n_images={self.n_images} is too small: {self.n_subjects} subjects x {self.n_unique} "
-                             f"own images + {self.n_shared} shared need {need}")
+            raise InvalidInputError(f"n_images={self.n_images} is too small: {self.n_subjects} subjects x "
+                                    f"{self.n_unique} own images + {self.n_shared} shared need {need}")
         if len(self.roi_scale) != self.n_subjects:
             raise InvalidInputError(f"roi_scale has {len(self.roi_scale)} entries for {self.n_subjects} subjects")
 
