@@ -30,13 +30,30 @@ __all__ = ["main", "build_parser", "GROUPS"]
 GROUPS = (info, demo, datasets, models, encoder, captions, figure)
 
 
+WORKSPACE_HELP = "workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)"
+
+
+def _commands(parser: argparse.ArgumentParser):
+    """The parsers of every (sub)command below ``parser`` that takes no further subcommand."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in action.choices.values():
+            yield from _commands(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: every command group's subcommands, each with its handler as ``func``."""
+    """The argument parser: every command group's subcommands, each with its handler as ``func``.
+    ``--workspace`` is accepted before the command and after it."""
     p = argparse.ArgumentParser(prog="python -m backend", description="VoxelScope backend")
-    p.add_argument("--workspace", help="workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)")
+    p.add_argument("--workspace", help=WORKSPACE_HELP)
     sub = p.add_subparsers(dest="cmd", required=True)
     for group in GROUPS:
         group.add_parser(sub)
+    for command in _commands(p):
+        if command is not p:  # SUPPRESS: not given after the command, the value before it stays
+            command.add_argument("--workspace", default=argparse.SUPPRESS, help=WORKSPACE_HELP)
     return p
 
 
