@@ -1,6 +1,7 @@
 """NSD and Algonauts layouts: the demo world round-trips through the loaders; bad files get clear errors."""
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -130,15 +131,63 @@ def test_a_stim_info_that_disagrees_with_the_design_is_refused(nsd_root, tmp_pat
         import_nsd(Workspace(tmp_path / "ws"), root, "subj01")
 
 
-def test_roi_labels_on_a_native_surface_or_with_unknown_ids_are_refused(nsd_root, tmp_path):
+def test_roi_labels_with_ids_their_ctab_does_not_name_are_refused(nsd_root, tmp_path):
     root = _copy(nsd_root, tmp_path)
     lab = root / "nsddata/freesurfer/subj01/label"
     (lab / "floc-faces.mgz.ctab").write_text("0 Unknown\n1 OFA\n")
     with pytest.raises(NSDFormatError, match=r"lh\.floc-faces\.mgz uses label ids \[2, 3\] that floc-faces\.mgz\.ctab"):
         import_nsd(Workspace(tmp_path / "ws"), root, "subj01")
-    nib.save(nib.MGHImage(np.zeros((140000, 1, 1), np.int32), np.eye(4)), str(lab / "lh.floc-faces.mgz"))
-    with pytest.raises(NSDFormatError, match=r"lh\.floc-faces\.mgz has 140000 vertices, expected 10242.*nsdcode"):
-        import_nsd(Workspace(tmp_path / "ws2"), root, "subj01")
+
+
+def test_roi_labels_on_the_native_surface_are_left_out_with_a_note_saying_how_to_add_them(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    lab = root / "nsddata/freesurfer/subj01/label"
+    for h in ("lh", "rh"):  # as NSD ships them: on the subject's own surface (here 140,000 vertices)
+        nib.save(nib.MGHImage(np.zeros((140000, 1, 1), np.int32), np.eye(4)), str(lab / f"{h}.floc-faces.mgz"))
+    ws = Workspace(tmp_path / "ws")
+    rep = import_nsd(ws, root, "subj01")
+    assert any("lh.floc-faces.mgz" in n and "native surface" in n and "nsdcode" in n for n in rep.notes), rep.notes
+    vox = ws.query('SELECT "floc-faces", "floc-places", roi FROM voxels WHERE subject = \'subj01\'')
+    assert len(vox) == rep.n_voxels and vox["floc-faces"].isna().all()  # left empty, not guessed
+    assert vox["floc-places"].notna().any() and not vox.roi.isin(["OFA", "FFA-1", "FFA-2"]).any()
+
+
+def test_nsd_as_it_comes_without_subject_roi_files_imports_from_the_nsdgeneral_mask(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    shutil.rmtree(root / "nsddata/freesurfer/subj01/label")
+    for p in (root / "nsddata/freesurfer/fsaverage/label").glob("*.streams.mgz"):
+        p.unlink()
+    ws = Workspace(tmp_path / "ws")
+    rep = import_nsd(ws, root, "subj01")
+    assert any("no ROI label files" in n for n in rep.notes), rep.notes
+    mask = sum(int((np.asarray(nib.load(str(root / f"nsddata/freesurfer/fsaverage/label/{h}.nsdgeneral.mgz"))
+                                .get_fdata()) > 0).sum()) for h in ("lh", "rh"))
+    vox = ws.query("SELECT roi, noise_ceiling FROM voxels WHERE subject = 'subj01'")
+    assert len(vox) == rep.n_voxels and rep.n_voxels + rep.dropped_voxels == mask
+    assert vox.roi.isna().all() and vox.noise_ceiling.notna().all()
+    # a second subject joins the first; nothing of the first is lost
+    before = ws.query("SELECT * FROM voxels WHERE subject = 'subj01' ORDER BY voxel")
+    import_nsd(ws, root, "subj02")
+    assert ws.query("SELECT subject FROM subjects ORDER BY subject").subject.tolist() == ["subj01", "subj02"]
+    pd.testing.assert_frame_equal(ws.query("SELECT * FROM voxels WHERE subject = 'subj01' ORDER BY voxel"), before)
+    assert ws.array("betas_subj01").shape[1] == len(before)
+
+
+def test_the_explorer_shows_an_nsd_import_without_rois(nsd_root, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = _copy(nsd_root, tmp_path)
+    shutil.rmtree(root / "nsddata/freesurfer/subj01/label")
+    ws = Workspace(tmp_path / "ws")
+    import_nsd(ws, root, "subj01")
+    monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(ws.path))
+    v = ws.query("SELECT hemi, vertex FROM voxels WHERE subject = 'subj01' LIMIT 1").iloc[0]
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params.update(subject="subj01", overlay="noise_ceiling", vertex=f"{v.hemi}:{v.vertex}")
+    at.switch_page("views/explorer.py").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert at.selectbox(key="cx_overlay").value == "noise_ceiling"
+    assert any(s.value.startswith(f"no ROI · {v.hemi} vertex {v.vertex}") for s in at.subheader)
 
 
 def test_nan_betas_are_reported_and_left_out_of_the_averages(nsd_root, tmp_path):

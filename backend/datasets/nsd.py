@@ -190,7 +190,7 @@ class ImportReport:
     n_trials: int
     n_images: int
     n_voxels: int
-    nan_notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     dropped_voxels: int = 0
     ncsnr_file_r: float | None = None
 
@@ -199,7 +199,7 @@ class ImportReport:
                  f"{self.n_images:,} images, {self.n_voxels:,} voxels"]
         if self.ncsnr_file_r is not None:
             lines.append(f"  computed ncsnr vs the release's ncsnr file: r = {self.ncsnr_file_r:.4f}")
-        for note in self.nan_notes:
+        for note in self.notes:
             lines.append(f"  note: {note}")
         if self.dropped_voxels:
             lines.append(f"  dropped {self.dropped_voxels} voxels with no valid beta for some image")
@@ -219,10 +219,15 @@ def select_vertices(root: Path, n_vertices: dict[str, int], vertices=None) -> di
     return out
 
 
-def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertices: dict[str, np.ndarray]):
-    """{roi file: (n_selected,) label names}, from the subject's fsaverage-space label files."""
+def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertices: dict[str, np.ndarray],
+                    notes: list[str] | None = None):
+    """{roi file: (n_selected,) label names}, from the subject's fsaverage-space label files.
+
+    ROI files that are missing, or that lie on the subject's native surface (NSD's release keeps them there),
+    are left out (their ROI columns stay empty) and said in ``notes``; a label id its ``.ctab`` does not
+    name is an error."""
     base = root / LABELS.format(subject=subject)
-    labels = {}
+    labels, native = {}, []
     for roi in ROI_FILE_NAMES:
         d = base / "fsaverage" if (base / "fsaverage" / f"lh.{roi}.mgz").exists() else base
         if not (d / f"lh.{roi}.mgz").exists():
@@ -238,17 +243,27 @@ def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertic
             try:
                 v = read_surface_values(p, n_vertices[h], f"ROI labels {roi}")
             except NSDFormatError as exc:
-                if "vertices, expected" in str(exc):
-                    raise NSDFormatError(f"{exc}: it looks like {subject}'s native surface; map it to fsaverage with "
-                                         f"nsdcode and save it under {base / 'fsaverage'}") from None
-                raise
+                if "vertices, expected" not in str(exc):
+                    raise
+                native.append(p.name)  # on the subject's native surface, not on fsaverage
+                break
             ids = np.asarray(v, np.int64)[vertices[h]]
             unknown = sorted(set(np.unique(ids[ids > 0]).tolist()) - set(names))
             if unknown:
                 raise NSDFormatError(f"{p.name} uses label ids {unknown} that {ctab_path.name} does not name")
             lut = np.array([""] + [names.get(i, "") for i in range(1, max(names, default=0) + 1)], dtype=object)
             per_h.append(lut[np.clip(ids, 0, None)])
-        labels[roi] = np.concatenate(per_h)
+        if len(per_h) == len(HEMIS):
+            labels[roi] = np.concatenate(per_h)
+    if notes is not None:
+        if native:
+            notes.append(f"{', '.join(native)} in {base} are on {subject}'s native surface, not on fsaverage: those "
+                         f"ROI columns are left empty. To add ROIs, map the files to fsaverage with NSD's nsdcode "
+                         f"(NSDmapdata(root).fit({subject[-1]}, 'lh.white', 'fsaverage', file)) and save them under "
+                         f"{base / 'fsaverage'}, then import again")
+        elif not labels:
+            notes.append(f"no ROI label files for {subject} (looked in {base}): ROI columns are empty; voxels come "
+                         "from the nsdgeneral mask")
     return labels
 
 
@@ -351,7 +366,7 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
                                                            "ncsnr"))[d["vertices"][h]] for h in HEMIS])
         ok = np.isfinite(f) & np.isfinite(ncsnr)
         rep.ncsnr_file_r = float(np.corrcoef(f[ok], ncsnr[ok])[0, 1]) if ok.sum() > 2 else None
-    labels = read_roi_labels(root, subject, d["n_vertices"], d["vertices"])
+    labels = read_roi_labels(root, subject, d["n_vertices"], d["vertices"], rep.notes)
     labels = {k: v[keep] for k, v in labels.items()}
     caption_files = coco_captions
     if caption_files is None:

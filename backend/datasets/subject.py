@@ -15,9 +15,10 @@ from .betas import noise_ceiling
 __all__ = ["write_subject", "roi_label_frame", "primary_roi", "reps_summary"]
 
 
-def primary_roi(labels: dict[str, np.ndarray]) -> np.ndarray:
-    """One ROI name per voxel: the category ROI if any, else the visual area, else ''."""
-    roi = np.array(labels["prf-visualrois"], dtype=object)
+def primary_roi(labels: dict[str, np.ndarray], n_voxels: int) -> np.ndarray:
+    """One ROI name per voxel: the category ROI if any, else the visual area, else '' (also for ROI files
+    that ``labels`` lacks)."""
+    roi = np.array(labels.get("prf-visualrois", np.full(n_voxels, "", dtype=object)), dtype=object)
     for file in ("floc-words", "floc-bodies", "floc-places", "food", "floc-faces"):
         if file in labels:
             roi = np.where(labels[file] != "", labels[file], roi)
@@ -58,7 +59,7 @@ def write_subject(tx, run: str, subject: str, space: str, source: str, n_session
     for col in ROI_COLUMNS:
         vox[col] = labels.get(col, np.full(vertex.size, "", dtype=object))
         vox[col] = vox[col].replace("", None)
-    vox["roi"] = pd.Series(primary_roi(labels)).replace("", None)
+    vox["roi"] = pd.Series(primary_roi(labels, vertex.size)).replace("", None)
     vox["ncsnr"] = ncsnr
     vox["noise_ceiling"] = nc
     vox["noise_ceiling_test"] = nc_test
