@@ -152,6 +152,40 @@ def test_roi_labels_on_the_native_surface_are_left_out_with_a_note_saying_how_to
     assert vox["floc-places"].notna().any() and not vox.roi.isin(["OFA", "FFA-1", "FFA-2"]).any()
 
 
+def test_native_surface_roi_labels_are_mapped_to_fsaverage_with_nsd_transform_files(nsd_root, imported, tmp_path):
+    """NSD's layout: labels on the subject's native surface + {lh,rh}.white-to-fsaverage.mgz (1-based nearest native
+    vertex per fsaverage vertex). Here the native surface is a shuffled, enlarged copy of fsaverage5, so the mapped
+    labels must equal the fsaverage ones exactly."""
+    root = _copy(nsd_root, tmp_path)
+    lab = root / "nsddata/freesurfer/subj01/label"
+    tdir = root / "nsddata/ppdata/subj01/transforms"
+    tdir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for h in ("lh", "rh"):
+        n_native = 12_000
+        perm = rng.permutation(n_native)[:10242]  # native vertex of each fsaverage vertex
+        nib.save(nib.MGHImage((perm + 1).astype(np.float32)[:, None, None], np.eye(4)),
+                 str(tdir / f"{h}.white-to-fsaverage.mgz"))
+        for f in lab.glob(f"{h}.*.mgz"):
+            fs = np.asarray(nib.load(str(f)).dataobj).reshape(-1)
+            native = rng.integers(0, fs.max() + 1, n_native).astype(np.int32)  # vertices fsaverage never samples
+            native[perm] = fs
+            nib.save(nib.MGHImage(native[:, None, None], np.eye(4)), str(f))
+    ws = Workspace(tmp_path / "ws")
+    rep = import_nsd(ws, root, "subj01")
+    assert any(n.startswith("mapped floc-bodies, floc-faces") and "white-to-fsaverage" in n for n in rep.notes), \
+        rep.notes
+    cols = 'hemi, vertex, roi, "prf-visualrois", "floc-faces", "floc-places", "floc-words", food'
+    got = ws.query(f"SELECT {cols} FROM voxels WHERE subject = 'subj01' ORDER BY hemi, vertex")
+    want = imported[0].query(f"SELECT {cols} FROM voxels WHERE subject = 'subj01' ORDER BY hemi, vertex")
+    pd.testing.assert_frame_equal(got, want)
+    assert got["floc-faces"].notna().sum() > 20
+    # a transform that points outside the native surface is refused, naming the file
+    nib.save(nib.MGHImage(np.full((10242, 1, 1), 99_999, np.float32), np.eye(4)), str(tdir / "lh.white-to-fsaverage.mgz"))
+    with pytest.raises(NSDFormatError, match=r"lh\.white-to-fsaverage\.mgz points to native vertices"):
+        import_nsd(Workspace(tmp_path / "ws2"), root, "subj01")
+
+
 def test_nsd_as_it_comes_without_subject_roi_files_imports_from_the_nsdgeneral_mask(nsd_root, tmp_path):
     root = _copy(nsd_root, tmp_path)
     shutil.rmtree(root / "nsddata/freesurfer/subj01/label")

@@ -11,14 +11,15 @@ Files read (paths relative to the NSD root)::
     nsddata/freesurfer/fsaverage/surf/{lh,rh}.{pial,white,inflated,sphere}
     nsddata/freesurfer/fsaverage/label/{lh,rh}.nsdgeneral.mgz   the visual mask (default vertex selection)
     nsddata/freesurfer/subjXX/label/{lh,rh}.<roi-file>.mgz + <roi-file>.mgz.ctab
+    nsddata/ppdata/subjXX/transforms/{lh,rh}.white-to-fsaverage.mgz   NSD's native -> fsaverage transforms
 
-ROI label files must be in fsaverage space (as many vertices as the fsaverage surface). NSD ships
-them on each subject's native surface; map them first with NSD's own code (``nsdcode``:
-``NSDmapdata(root).fit(subj, 'lh.white', 'fsaverage', file)``) and save the results under the same
-names in ``nsddata/freesurfer/subjXX/label/fsaverage/``, which is read first when it exists.
+ROI label files in fsaverage space are read as they are (``nsddata/freesurfer/subjXX/label/fsaverage/`` first
+when it exists). NSD ships them on each subject's native surface: with the transform files above they are
+mapped to fsaverage (nearest neighbour, as NSD's ``nsdcode`` does); without them the import keeps the
+``nsdgeneral`` voxels with empty ROI columns and its report says how to add ROIs.
 
 Betas are read one session at a time (both hemispheres, only the selected vertices are kept),
-z-scored per voxel within the session and averaged over repeats (:mod:`backend.betas`).
+z-scored per voxel within the session and averaged over repeats (:mod:`backend.datasets.betas`).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ ANNOTATIONS = "nsddata_stimuli/stimuli/nsd/annotations"
 FSAVERAGE = "nsddata/freesurfer/fsaverage"
 BETAS = "nsddata_betas/ppdata/{subject}/fsaverage/betas_fithrf_GLMdenoise_RR"
 LABELS = "nsddata/freesurfer/{subject}/label"
+TRANSFORMS = "nsddata/ppdata/{subject}/transforms"
 ROI_FILE_NAMES = tuple(ALL_ROI_FILES)  # the ROI files read when present (NSD's, plus our food file)
 SPACE_BY_VERTICES = {163842: "fsaverage", 40962: "fsaverage6", 10242: "fsaverage5", 2562: "fsaverage4"}
 
@@ -219,15 +221,43 @@ def select_vertices(root: Path, n_vertices: dict[str, int], vertices=None) -> di
     return out
 
 
+def native_to_fsaverage(root: Path, subject: str, hemi: str, path: Path, n_fsaverage: int) -> np.ndarray | None:
+    """Labels of a native-surface file (``path``) on fsaverage, or None when NSD's transform file is absent.
+
+    NSD's ``{hemi}.white-to-fsaverage.mgz`` (in ``nsddata/ppdata/subjXX/transforms``) holds, for every
+    fsaverage vertex, the 1-based index of the nearest vertex of the subject's white surface; mapping is
+    nearest neighbour, as NSD's own ``nsdcode`` does for this case (``NSDmapdata.fit(subj, 'lh.white',
+    'fsaverage', data)``). We do the one indexing step here because nsdcode 1.1 fails on it with NumPy >= 1.24
+    (it calls the removed ``np.int``)."""
+    import nibabel as nib
+
+    tfile = root / TRANSFORMS.format(subject=subject) / f"{hemi}.white-to-fsaverage.mgz"
+    if not tfile.exists():
+        return None
+    try:
+        index = np.asarray(nib.load(str(tfile)).dataobj).reshape(-1)
+        labels = np.asarray(nib.load(str(path)).dataobj).reshape(-1)
+    except Exception as exc:  # noqa: BLE001
+        raise NSDFormatError(f"{tfile.name} or {path.name} is truncated or unreadable ({exc})") from exc
+    if index.size != n_fsaverage:
+        raise NSDFormatError(f"{tfile} has {index.size} vertices, expected {n_fsaverage} (fsaverage)")
+    index = np.round(index).astype(np.int64)
+    if index.min() < 1 or index.max() > labels.size:
+        raise NSDFormatError(f"{tfile} points to native vertices {index.min()}..{index.max()}, but {path.name} has "
+                             f"{labels.size} (1-based indices expected)")
+    return labels[index - 1]
+
+
 def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertices: dict[str, np.ndarray],
                     notes: list[str] | None = None):
-    """{roi file: (n_selected,) label names}, from the subject's fsaverage-space label files.
+    """{roi file: (n_selected,) label names}, from the subject's label files.
 
-    ROI files that are missing, or that lie on the subject's native surface (NSD's release keeps them there),
-    are left out (their ROI columns stay empty) and said in ``notes``; a label id its ``.ctab`` does not
-    name is an error."""
+    Files in fsaverage space are read as they are. Files on the subject's native surface (as NSD's release
+    keeps them) are mapped to fsaverage with NSD's transform files when present (:func:`native_to_fsaverage`);
+    without them, or when a file is missing, its ROI columns stay empty. Both are said in ``notes``. A label id
+    its ``.ctab`` does not name is an error."""
     base = root / LABELS.format(subject=subject)
-    labels, native = {}, []
+    labels, native, mapped = {}, [], set()
     for roi in ROI_FILE_NAMES:
         d = base / "fsaverage" if (base / "fsaverage" / f"lh.{roi}.mgz").exists() else base
         if not (d / f"lh.{roi}.mgz").exists():
@@ -245,8 +275,11 @@ def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertic
             except NSDFormatError as exc:
                 if "vertices, expected" not in str(exc):
                     raise
-                native.append(p.name)  # on the subject's native surface, not on fsaverage
-                break
+                v = native_to_fsaverage(root, subject, h, p, n_vertices[h])
+                if v is None:  # on the subject's native surface and no transform to fsaverage
+                    native.append(p.name)
+                    break
+                mapped.add(roi)
             ids = np.asarray(v, np.int64)[vertices[h]]
             unknown = sorted(set(np.unique(ids[ids > 0]).tolist()) - set(names))
             if unknown:
@@ -256,6 +289,10 @@ def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertic
         if len(per_h) == len(HEMIS):
             labels[roi] = np.concatenate(per_h)
     if notes is not None:
+        if mapped:
+            notes.append(f"mapped {', '.join(sorted(mapped))} from {subject}'s native surface to fsaverage with NSD's "
+                         f"transforms ({TRANSFORMS.format(subject=subject)}/{{lh,rh}}.white-to-fsaverage.mgz, "
+                         "nearest neighbour)")
         if native:
             notes.append(f"{', '.join(native)} in {base} are on {subject}'s native surface, not on fsaverage: those "
                          f"ROI columns are left empty. To add ROIs, map the files to fsaverage with NSD's nsdcode "
