@@ -199,3 +199,35 @@ def test_lavca_with_a_configured_language_model_records_it(captioned, tmp_path):
     finally:
         with ws.writer() as tx:
             tx.sql("DELETE FROM voxel_captions WHERE subject = 'subj02'")
+
+
+def test_the_caption_job_stores_the_search_index_so_search_embeds_nothing(captioned):
+    from backend.models import load_role
+
+    ws, *_ = captioned
+    sent = load_role("sentence_embedder")
+    fresh = C.CaptionIndex.from_workspace(ws, sent)  # nothing stored yet: every distinct caption is embedded here
+    assert fresh.n_encoded == len(fresh.uniq) > 10
+    info = C.store_caption_embeddings(ws, sent)
+    assert info["n"] == len(fresh.uniq) and info["new"] == info["n"]
+    assert C.store_caption_embeddings(ws, sent)["new"] == 0  # stored once, reused
+    stored = C.CaptionIndex.from_workspace(ws, sent)
+    assert stored.n_encoded == 0
+    a, b = fresh.semantic("something to eat").head(50), stored.semantic("something to eat").head(50)
+    assert a.caption.tolist() == b.caption.tolist() and np.allclose(a.score, b.score, atol=1e-5)
+    run = ws.query("SELECT r.model_ids FROM caption_index c JOIN runs r USING (run_id) LIMIT 1").model_ids.iloc[0]
+    assert sent.model_id in run
+
+
+def test_the_page_index_loads_the_sentence_model_only_for_a_search_by_meaning(captioned):
+    from backend.models import load_role
+
+    ws, *_ = captioned
+    sent = load_role("sentence_embedder")
+    C.store_caption_embeddings(ws, sent)
+    loads = []
+    index = C.CaptionIndex.from_workspace(ws, load_embedder=lambda: loads.append(1) or sent)
+    assert len(index.keyword("food")) and loads == []  # words need no model
+    hits = index.semantic("something to eat")
+    assert loads == [1] and index.n_encoded == 0  # loaded once; the stored embeddings were the same model's
+    assert (hits.head(20).roi == "ventral-food").mean() >= 0.5

@@ -36,14 +36,14 @@ def caption_status(path: str, stamp: float):
     return status(Workspace(path))
 
 
-@st.cache_resource(show_spinner="Indexing captions (sentence embeddings of the distinct captions, once)…",
-                   max_entries=2)
+@st.cache_resource(show_spinner="Loading the caption index…", max_entries=2)
 def caption_index(path: str, stamp: float):
     from backend.captions import CaptionIndex
     from backend.models import load_role
     from backend.store import Workspace
 
-    return CaptionIndex.from_workspace(Workspace(path), load_role("sentence_embedder"))
+    # the sentence embeddings come stored by the caption job; the model loads at the first search by meaning
+    return CaptionIndex.from_workspace(Workspace(path), load_embedder=lambda: load_role("sentence_embedder"))
 
 
 @st.cache_data(show_spinner=False)

@@ -19,6 +19,7 @@ from ..store import subjects as all_subjects
 from .banks import bank_table, build_demo_bank, load_bank
 from .evaluation import evaluate
 from .registry import CAPTION_METHODS, caption_method
+from .search import store_caption_embeddings
 
 __all__ = ["precompute", "caption_all", "caption_status", "caption_runs"]
 
@@ -137,12 +138,14 @@ def caption_all(ws: Workspace, subjects=None, methods=None, bank: str = "demo", 
                 batch: int = 256, overwrite: bool = False, voxels=None, bank_size: int = 50_000,
                 progress: ProgressFn = None, log=print) -> dict:
     """The whole caption pipeline: the demo bank (if ``bank`` is ``"demo"`` and missing), every method for
-    every subject (resuming), then the evaluation. Subjects already captioned and evaluated are skipped.
+    every subject (resuming), the evaluation, and the search index (sentence embeddings of the distinct
+    captions). Subjects already captioned and evaluated are skipped; a stored index is reused.
 
     Returns
     -------
     dict
-        ``{"bank": bank info or None, "captions": {subject: precompute summary}, "evaluation": {subject: DataFrame}}``.
+        ``{"bank": bank info or None, "captions": {subject: precompute summary}, "evaluation": {subject: DataFrame},
+        "index": search index info}``.
     """
     from ..models import load_role
 
@@ -157,6 +160,7 @@ def caption_all(ws: Workspace, subjects=None, methods=None, bank: str = "demo", 
     todo = [s for s in names if s not in complete]
     if not todo:
         log("captions: every subject is captioned and evaluated")
+        out["index"] = _store_index(ws, device, progress, log)
         return out
     if bank == "demo" and "demo" not in set(bank_table(ws).bank):
         out["bank"] = build_demo_bank(ws, load_role("embedder", device), n=bank_size, progress=progress)
@@ -168,4 +172,15 @@ def caption_all(ws: Workspace, subjects=None, methods=None, bank: str = "demo", 
             log(f"{s} {m}: {r['n']:,} voxels captioned ({r['new']:,} new), run {r['run']}")
     for s in todo:
         out["evaluation"][s] = evaluate(ws, s, device=device)
+    out["index"] = _store_index(ws, device, progress, log)
     return out
+
+
+def _store_index(ws: Workspace, device: str, progress: ProgressFn, log) -> dict:
+    """The sentence embeddings of the captions, stored for search (so no page embeds them on its first visit)."""
+    from ..models import load_role
+
+    info = store_caption_embeddings(ws, load_role("sentence_embedder", device), progress=progress)
+    if info["new"]:
+        log(f"search index: {info['n']:,} distinct captions ({info['new']:,} embedded now), run {info['run']}")
+    return info

@@ -11,12 +11,73 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from ..store import Workspace, subjects, voxel_table
+from ..store import ProgressFn, Workspace, report, subjects, voxel_table
 from ..surface.overlay import Overlay
 from ..surface.rois import HEMIS
 from .lavca import KeywordModel
 
-__all__ = ["CaptionIndex", "filter_results", "matches_per_roi", "caption_match_overlay", "roi_summaries"]
+__all__ = ["CaptionIndex", "filter_results", "matches_per_roi", "caption_match_overlay", "roi_summaries",
+           "store_caption_embeddings", "stored_caption_embeddings", "INDEX_ARRAY"]
+
+INDEX_ARRAY = "caption_sentence_embeddings"
+
+
+def _unit(E: np.ndarray) -> np.ndarray:
+    return (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-8)).astype(np.float32)
+
+
+def _has_index(ws: Workspace) -> bool:
+    return "caption_index" in set(ws.query("SELECT table_name FROM duckdb_tables()").table_name)
+
+
+def stored_caption_model(ws: Workspace) -> str | None:
+    """The sentence embedder that made the stored caption embeddings (None when none are stored)."""
+    if not _has_index(ws):
+        return None
+    df = ws.query("SELECT any_value(model_id) AS m FROM caption_index")
+    return None if df.empty or df.m.iloc[0] is None else str(df.m.iloc[0])
+
+
+def stored_caption_embeddings(ws: Workspace, model_id: str) -> dict[str, np.ndarray]:
+    """{caption: unit sentence embedding} stored by :func:`store_caption_embeddings` with ``model_id``
+    ({} when none are stored, or they were made by another sentence embedder)."""
+    rows = ws.query("SELECT caption, row FROM caption_index WHERE model_id = ?", [model_id]) if _has_index(ws) \
+        else pd.DataFrame()
+    if rows.empty:
+        return {}
+    E = ws.array(INDEX_ARRAY)
+    return dict(zip(rows.caption, np.asarray(E)[rows.row.to_numpy()]))
+
+
+def store_caption_embeddings(ws: Workspace, sentence_embedder, chunk: int = 2048, progress: ProgressFn = None) -> dict:
+    """Embed every distinct voxel caption with the sentence embedder (reusing the ones already stored with the same
+    model) and store them, so semantic search starts without embedding anything. Part of the caption job.
+
+    Returns
+    -------
+    dict
+        ``n`` (distinct captions), ``new`` (embedded now), ``run``.
+    """
+    caps = ws.query("SELECT DISTINCT caption FROM voxel_captions ORDER BY caption").caption.tolist()
+    known = stored_caption_embeddings(ws, sentence_embedder.model_id)
+    missing = [c for c in caps if c not in known]
+    stage = "Sentence embeddings of the captions (search index)"
+    report(progress, stage, len(caps) - len(missing), len(caps))
+    for a in range(0, len(missing), chunk):
+        part = missing[a:a + chunk]
+        known.update(zip(part, _unit(sentence_embedder.encode(part))))
+        report(progress, stage, len(caps) - len(missing) + a + len(part), len(caps))
+    if not missing and len(known) == len(caps):
+        return {"n": len(caps), "new": 0, "run": None}
+    E = np.stack([known[c] for c in caps]).astype(np.float32) if caps else np.zeros((0, 1), np.float32)
+    with ws.writer() as tx:
+        run = tx.new_run("caption-index", {"n": len(caps), "what": "unit sentence embeddings of distinct captions"},
+                         model_ids={"sentence_embedder": sentence_embedder.model_id})
+        tx.put_array(INDEX_ARRAY, E, run, "(n_distinct_captions, dim) unit sentence embeddings; rows: caption_index")
+        tx.sql("DELETE FROM caption_index")
+        tx.insert_df("caption_index", pd.DataFrame({"caption": caps, "row": np.arange(len(caps)),
+                                                    "model_id": sentence_embedder.model_id, "run_id": run}))
+    return {"n": len(caps), "new": len(missing), "run": run}
 
 _QUERY_WORD = re.compile(r"[\w'-]+")  # search terms and the index's words: letters, digits, ' and -
 
@@ -26,7 +87,12 @@ class CaptionIndex:
     distinct captions, cosine similarity). Semantic search embeds only distinct captions, then expands to
     voxels; ``search`` answers from memory."""
 
-    def __init__(self, table: pd.DataFrame, sentence_embedder=None, embeddings: np.ndarray | None = None):
+    def __init__(self, table: pd.DataFrame, sentence_embedder=None, embeddings: dict[str, np.ndarray] | None = None,
+                 embeddings_model: str | None = None, load_embedder=None):
+        """``embeddings``: stored {caption: unit embedding} made by ``embeddings_model``; with ``load_embedder``
+        (a function returning the sentence embedder) instead of ``sentence_embedder``, the model is loaded only
+        for the first semantic search (and the stored embeddings are used only if it is the model that made
+        them)."""
         self.table = table.reset_index(drop=True)
         # text columns as categoricals: taking matched rows is then an integer gather (fast at 600k rows)
         for col in ("subject", "method", "hemi", "roi", "caption", "keywords"):
@@ -41,18 +107,35 @@ class CaptionIndex:
                 post.setdefault(w, []).append(i)
         self.postings = {w: np.asarray(v, np.int64) for w, v in post.items()}
         self.sentence_embedder = sentence_embedder
-        self.E = embeddings
-        if self.E is None and sentence_embedder is not None and len(self.uniq):
-            E = sentence_embedder.encode(list(self.uniq))
-            self.E = (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-8)).astype(np.float32)
+        self._load_embedder = load_embedder
+        self._stored, self._stored_model = embeddings or {}, embeddings_model
+        self.E = None
+        self.n_encoded = 0  # distinct captions embedded here (the others came stored, from ``embeddings``)
+        if sentence_embedder is not None:
+            self._embed()
+        elif load_embedder is not None and len(self.uniq) and all(c in self._stored for c in self.uniq):
+            self.E = np.stack([self._stored[c] for c in self.uniq]).astype(np.float32)  # checked at first search
         # voxels of each distinct caption, for expanding matches
         order = np.argsort(self.inv, kind="stable")
         self._order = order
         self._starts = np.searchsorted(self.inv[order], np.arange(len(self.uniq)))
         self._ends = np.append(self._starts[1:], len(order))
 
+    def _embed(self) -> None:
+        """Sentence embeddings of every distinct caption: stored ones when the embedder made them, others now."""
+        if not len(self.uniq):
+            return
+        same = self._stored_model is None or self._stored_model == self.sentence_embedder.model_id
+        known = self._stored if same else {}
+        missing = [c for c in self.uniq if c not in known]
+        if missing:
+            known = {**known, **dict(zip(missing, _unit(self.sentence_embedder.encode(missing))))}
+            self.n_encoded = len(missing)
+        self.E = np.stack([known[c] for c in self.uniq]).astype(np.float32)
+        self._Et = None
+
     @classmethod
-    def from_workspace(cls, ws: Workspace, sentence_embedder=None) -> "CaptionIndex":
+    def from_workspace(cls, ws: Workspace, sentence_embedder=None, load_embedder=None) -> "CaptionIndex":
         """Every voxel caption of the workspace with its voxel's hemi, vertex, ROI, noise ceiling, encoding
         accuracy (the subject's current encoder) and caption evaluation."""
         t = ws.query("SELECT c.subject, c.method, c.voxel, c.caption, c.keywords, v.hemi, v.vertex, v.roi, "
@@ -63,7 +146,9 @@ class CaptionIndex:
             t = t.merge(pd.concat(acc), on=["subject", "voxel"], how="left")
         else:
             t = t.assign(r_test=np.nan, r2_nc=np.nan)
-        return cls(t, sentence_embedder)
+        model = sentence_embedder.model_id if sentence_embedder is not None else stored_caption_model(ws)
+        stored = stored_caption_embeddings(ws, model) if model else {}
+        return cls(t, sentence_embedder, stored, model, load_embedder)
 
     @staticmethod
     def parse(query: str) -> list[str]:
@@ -97,6 +182,9 @@ class CaptionIndex:
     def semantic(self, query: str, top_captions: int = 200) -> pd.DataFrame:
         """Voxels ranked by the cosine similarity of their caption to the query (sentence embeddings)."""
         self.parse(query)
+        if self.sentence_embedder is None and self._load_embedder is not None:
+            self.sentence_embedder = self._load_embedder()
+            self._embed()  # the stored embeddings are kept only if this is the model that made them
         if self.E is None:
             raise InvalidInputError("semantic search needs the sentence embedder (models.toml: sentence_embedder)")
         enc = getattr(self.sentence_embedder, "encode_query", None)

@@ -10,7 +10,9 @@ Tables: ``meta`` (key/value), ``runs`` (method, parameters, model ids, seed, cod
 ``arrays`` (name -> file, shape, dtype, run), ``subjects``, ``voxels``, ``voxel_truth`` (synthetic
 world only), ``roi_labels``, ``stimulus_sources``, ``stimuli``, ``captions``, ``stimulus_objects``,
 ``subject_stimuli``, ``feature_sets`` (stimulus embeddings), ``encoders`` and
-``voxel_encoding`` (voxel-wise encoders and their test accuracy).
+``voxel_encoding`` (voxel-wise encoders and their test accuracy), ``banks``/``bank_items``,
+``voxel_captions``, ``caption_eval`` and ``caption_index`` (sentence embeddings of the distinct captions,
+row of the array ``caption_sentence_embeddings``).
 
 Writes go through :meth:`Workspace.writer`: one process at a time (an exclusive lock file), all rows
 in one transaction, array files written under new names before the commit that references them.
@@ -88,6 +90,8 @@ CREATE TABLE IF NOT EXISTS voxel_captions (
 CREATE TABLE IF NOT EXISTS caption_eval (
     subject VARCHAR, method VARCHAR, voxel INTEGER, sentence_r REAL, names_truth BOOLEAN,
     PRIMARY KEY (subject, method, voxel));
+CREATE TABLE IF NOT EXISTS caption_index (
+    caption VARCHAR PRIMARY KEY, row INTEGER, model_id VARCHAR, run_id VARCHAR);
 CREATE TABLE IF NOT EXISTS voxel_encoding (
     subject VARCHAR, feature_key VARCHAR, voxel INTEGER, alpha REAL, r_test REAL, r2_test REAL, r2_nc REAL,
     PRIMARY KEY (subject, feature_key, voxel));
