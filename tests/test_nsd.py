@@ -285,3 +285,14 @@ def test_algonauts_round_trip_gives_the_same_training_betas(tiny_ws, tmp_path):
     np.save(root / "subj02/training_split/training_fmri/rh_training_fmri.npy", np.zeros((3, 5), np.float32))
     with pytest.raises(AlgonautsFormatError, match=r"rh_training_fmri\.npy has 5 vertices, expected"):
         import_algonauts(Workspace(tmp_path / "ws3"), root, "subj02")
+
+
+def test_the_import_reports_progress_per_session_in_megabytes(nsd_root, tmp_path):
+    calls = []
+    import_nsd(Workspace(tmp_path / "ws"), nsd_root, "subj01", sessions=[1, 2],
+               progress=lambda stage, done, total: calls.append((stage, done, total)))
+    read = [c for c in calls if "sessions of betas (MB)" in c[0]]
+    files = nsd_root / "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR"
+    size = sum((files / f"{h}.betas_session{s:02d}.mgh").stat().st_size for h in ("lh", "rh") for s in (1, 2)) / 1e6
+    assert [c[1] for c in read] == sorted(c[1] for c in read) and len(read) == 3  # start + one step per session
+    assert read[-1][1] == read[-1][2] == pytest.approx(size, abs=0.1)

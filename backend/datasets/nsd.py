@@ -338,7 +338,10 @@ def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progr
     vertex = np.concatenate([vertices[h] for h in HEMIS]).astype(np.int32)
     acc = RepeatAverager(n_images, vertex.size)
     notes = []
-    for i, s in enumerate(sessions):
+    mb = {s: sum(p.stat().st_size for p in present[s].values()) / 1e6 for s in sessions}  # progress in MB: MB/s
+    stage, read_mb, total_mb = f"Reading {subject}: {len(sessions)} sessions of betas (MB)", 0.0, sum(mb.values())
+    report(progress, stage, 0.0, round(total_mb, 1))
+    for s in sessions:
         data = read_session(present[s], vertices, n_vertices, n_trials)
         if n_trials is None:
             n_trials = data.shape[0]
@@ -354,7 +357,8 @@ def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progr
                          f"{int(nan.any(axis=1).sum())} of {n_trials} trials; those trials are left out of "
                          "their z-scores and averages")
         acc.add_session(zscore_session(data), mo[t0: t0 + n_trials])
-        report(progress, f"Reading {subject} sessions", i + 1, len(sessions))
+        read_mb += mb[s]
+        report(progress, stage, round(read_mb, 1), round(total_mb, 1))
     betas, reps, ncsnr = acc.result()
     if not np.isfinite(ncsnr).any():
         notes.append("no image was shown twice in the sessions read: ncsnr and noise ceilings are unavailable")
