@@ -296,3 +296,18 @@ def test_the_import_reports_progress_per_session_in_megabytes(nsd_root, tmp_path
     size = sum((files / f"{h}.betas_session{s:02d}.mgh").stat().st_size for h in ("lh", "rh") for s in (1, 2)) / 1e6
     assert [c[1] for c in read] == sorted(c[1] for c in read) and len(read) == 3  # start + one step per session
     assert read[-1][1] == read[-1][2] == pytest.approx(size, abs=0.1)
+
+
+def test_an_nsd_subject_takes_its_rois_from_algonauts_masks_when_the_nsd_tree_has_none(nsd_root, imported, tiny_ws,
+                                                                                        tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    shutil.rmtree(root / "nsddata/freesurfer/subj01/label")
+    alg = export_demo_algonauts(tiny_ws, tmp_path / "algonauts")
+    ws = Workspace(tmp_path / "ws")
+    rep = import_nsd(ws, root, "subj01", algonauts_rois=alg / "subj01" / "roi_masks")
+    assert any("from the Algonauts masks" in n for n in rep.notes) and not any("no ROI label" in n for n in rep.notes)
+    cols = 'hemi, vertex, roi, "prf-visualrois", "floc-faces", "floc-places", "floc-bodies", "floc-words", food'
+    got = ws.query(f"SELECT {cols} FROM voxels WHERE subject = 'subj01' ORDER BY hemi, vertex")
+    want = imported[0].query(f"SELECT {cols} FROM voxels WHERE subject = 'subj01' ORDER BY hemi, vertex")
+    pd.testing.assert_frame_equal(got, want)
+    assert got["floc-faces"].notna().sum() > 20

@@ -13,6 +13,8 @@ def add_parser(sub) -> None:
     p.add_argument("--subject", required=True, help="e.g. subj01")
     p.add_argument("--sessions", help="NSD sessions to read, e.g. 1-10 (default: all present)")
     p.add_argument("--coco-captions", nargs="*", default=None, help="COCO captions_*.json files")
+    p.add_argument("--algonauts-rois", default=None, help="nsd: the subject's Algonauts roi_masks folder, for ROI files "
+                                                          "the NSD tree lacks in fsaverage space")
     p.set_defaults(func=run)
 
 
@@ -23,7 +25,7 @@ def run(ws, args) -> int:
     try:
         if args.layout == "nsd":
             rep = import_nsd(ws, Path(args.root), args.subject, sessions=int_ranges(args.sessions), progress=bar,
-                             coco_captions=args.coco_captions).text()
+                             coco_captions=args.coco_captions, algonauts_rois=args.algonauts_rois).text()
         else:
             rep = import_algonauts(ws, Path(args.root), args.subject, progress=bar)
     finally:

@@ -20,11 +20,11 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..store import ProgressFn, report
+from ..surface.meshes import SPACE_BY_VERTICES
 from ..surface.rois import ALL_ROI_FILES, HEMIS
-from .nsd import SPACE_BY_VERTICES
 from .subject import roi_label_frame, write_subject
 
-__all__ = ["import_algonauts", "load_algonauts", "AlgonautsFormatError"]
+__all__ = ["import_algonauts", "load_algonauts", "challenge_roi_labels", "fsaverage_roi_labels", "AlgonautsFormatError"]
 
 
 class AlgonautsFormatError(InvalidInputError):
@@ -68,6 +68,26 @@ def load_algonauts(root: Path, subject: str, test_fraction: float = 0.1, seed: i
         raise AlgonautsFormatError(f"{sd / 'training_split'}: {len(imgs)} training images but lh/rh responses have "
                                    f"{fmri['lh'].shape[0]}/{fmri['rh'].shape[0]} rows")
     nsd_ids = np.array([int(re.search(r"_nsd-(\d+)", p.name).group(1)) for p in imgs])
+    labels = challenge_roi_labels(masks, vertices)
+    report(progress, f"Reading {subject}", 1, 1)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(imgs), bool)
+    test[rng.choice(len(imgs), int(round(test_fraction * len(imgs))), replace=False)] = True
+    return dict(betas=np.concatenate([fmri["lh"], fmri["rh"]], axis=1).astype(np.float32), nsd_ids=nsd_ids,
+                files=[str(p.resolve()) for p in imgs], test=test, vertices=vertices, labels=labels,
+                hemi=np.concatenate([np.full(vertices[h].size, h) for h in HEMIS]),
+                vertex=np.concatenate([vertices[h] for h in HEMIS]).astype(np.int32),
+                n_vertices={h: int(allv[h].size) for h in HEMIS})
+
+
+def challenge_roi_labels(masks: Path, vertices: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """{roi file: label name per challenge vertex (lh then rh)} from an Algonauts ``roi_masks`` folder
+    (``{lh,rh}.<roi-file>_challenge_space.npy`` + ``mapping_<roi-file>.npy``); ROI files without masks are
+    left out. ``vertices``: the challenge vertices on fsaverage (read from the folder when omitted)."""
+    masks = Path(masks)
+    if vertices is None:
+        vertices = {h: np.flatnonzero(_load(masks / f"{h}.all-vertices_fsaverage_space.npy",
+                                            "challenge vertices on fsaverage")) for h in HEMIS}
     labels = {}
     for roi in ALL_ROI_FILES:
         if not (masks / f"lh.{roi}_challenge_space.npy").exists():
@@ -81,15 +101,24 @@ def load_algonauts(root: Path, subject: str, test_fraction: float = 0.1, seed: i
                                            f"{vertices[h].size}")
             per_h.append(np.array([mapping.get(int(i), "") if i > 0 else "" for i in ids], dtype=object))
         labels[roi] = np.concatenate(per_h)
-    report(progress, f"Reading {subject}", 1, 1)
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(imgs), bool)
-    test[rng.choice(len(imgs), int(round(test_fraction * len(imgs))), replace=False)] = True
-    return dict(betas=np.concatenate([fmri["lh"], fmri["rh"]], axis=1).astype(np.float32), nsd_ids=nsd_ids,
-                files=[str(p.resolve()) for p in imgs], test=test, vertices=vertices, labels=labels,
-                hemi=np.concatenate([np.full(vertices[h].size, h) for h in HEMIS]),
-                vertex=np.concatenate([vertices[h] for h in HEMIS]).astype(np.int32),
-                n_vertices={h: int(allv[h].size) for h in HEMIS})
+    return labels
+
+
+def fsaverage_roi_labels(masks: Path, vertices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The Algonauts masks of ``masks`` at fsaverage ``vertices`` ({hemi: vertex indices}, e.g. an NSD import's
+    nsdgeneral selection): {roi file: label name per selected vertex, '' where the masks have none}."""
+    masks = Path(masks)
+    chal = {h: np.flatnonzero(_load(masks / f"{h}.all-vertices_fsaverage_space.npy",
+                                    "challenge vertices on fsaverage")) for h in HEMIS}
+    out = {}
+    for roi, names in challenge_roi_labels(masks, chal).items():
+        per_h, a = [], 0
+        for h in HEMIS:
+            lookup = dict(zip(chal[h].tolist(), names[a:a + chal[h].size]))
+            a += chal[h].size
+            per_h.append(np.array([lookup.get(int(v), "") for v in vertices[h]], dtype=object))
+        out[roi] = np.concatenate(per_h)
+    return out
 
 
 def import_algonauts(ws, root: Path, subject: str, test_fraction: float = 0.1, seed: int = 0,

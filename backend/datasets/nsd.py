@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..store import ProgressFn, report
+from ..surface.meshes import SPACE_BY_VERTICES
 from ..surface.rois import ALL_ROI_FILES, HEMIS
 from .betas import RepeatAverager, zscore_session
 from .subject import roi_label_frame, write_subject
@@ -49,7 +50,6 @@ BETAS = "nsddata_betas/ppdata/{subject}/fsaverage/betas_fithrf_GLMdenoise_RR"
 LABELS = "nsddata/freesurfer/{subject}/label"
 TRANSFORMS = "nsddata/ppdata/{subject}/transforms"
 ROI_FILE_NAMES = tuple(ALL_ROI_FILES)  # the ROI files read when present (NSD's, plus our food file)
-SPACE_BY_VERTICES = {163842: "fsaverage", 40962: "fsaverage6", 10242: "fsaverage5", 2562: "fsaverage4"}
 
 
 class NSDFormatError(InvalidInputError):
@@ -369,8 +369,11 @@ def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progr
 
 
 def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progress: ProgressFn = None,
-               coco_captions=None) -> ImportReport:
-    """Import one NSD subject into workspace ``ws`` (which must be empty or hold NSD data)."""
+               coco_captions=None, algonauts_rois: str | Path | None = None) -> ImportReport:
+    """Import one NSD subject into workspace ``ws`` (which must be empty or hold NSD data).
+
+    ``algonauts_rois``: the subject's Algonauts 2023 ``roi_masks`` folder, used for the ROI files that the NSD
+    tree does not give in (or map to) fsaverage space."""
     import h5py
 
     root = Path(root)
@@ -407,7 +410,18 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
                                                            "ncsnr"))[d["vertices"][h]] for h in HEMIS])
         ok = np.isfinite(f) & np.isfinite(ncsnr)
         rep.ncsnr_file_r = float(np.corrcoef(f[ok], ncsnr[ok])[0, 1]) if ok.sum() > 2 else None
-    labels = read_roi_labels(root, subject, d["n_vertices"], d["vertices"], rep.notes)
+    roi_notes: list[str] = []
+    labels = read_roi_labels(root, subject, d["n_vertices"], d["vertices"], roi_notes)
+    if algonauts_rois is not None:
+        from .algonauts import fsaverage_roi_labels
+
+        extra = fsaverage_roi_labels(Path(algonauts_rois), d["vertices"])
+        filled = [roi for roi in extra if roi not in labels]
+        labels.update({roi: extra[roi] for roi in filled})
+        if filled:
+            roi_notes = [n for n in roi_notes if n.startswith("mapped")] + [
+                f"ROI labels of {', '.join(filled)} from the Algonauts masks in {algonauts_rois}"]
+    rep.notes.extend(roi_notes)
     labels = {k: v[keep] for k, v in labels.items()}
     caption_files = coco_captions
     if caption_files is None:

@@ -17,9 +17,11 @@ from ..errors import InvalidInputError
 from .rois import HEMIS
 
 __all__ = ["Hemisphere", "Surface", "load_fsaverage5", "load_freesurfer_surface", "workspace_surface",
-           "mesh_graph", "geodesic_distance", "nearest_vertex", "hemi_mm", "vertex_normals"]
+           "mesh_graph", "geodesic_distance", "nearest_vertex", "hemi_mm", "vertex_normals", "SPACE_BY_VERTICES"]
 
 _NILEARN_HEMI = {"lh": "left", "rh": "right"}
+# the fsaverage family, by vertices per hemisphere
+SPACE_BY_VERTICES = {163842: "fsaverage", 40962: "fsaverage6", 10242: "fsaverage5", 2562: "fsaverage4"}
 
 @dataclass
 class Hemisphere:
