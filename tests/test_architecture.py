@@ -17,9 +17,10 @@ BACKEND = ROOT / "backend"
 
 # Each module's stage; a module may import only modules of its own stage or earlier ones.
 # errors and the ROI constants are leaves; the store and the surface geometry are what every stage stands on;
-# then datasets -> models -> encoders -> methods (captions) -> explore -> the command line.
+# then datasets -> models -> encoders -> methods (captions) -> explore -> jobs -> the command line.
 STAGES = [
-    ("backend.cli", 9), ("backend.__main__", 9),
+    ("backend.cli", 10), ("backend.__main__", 10),
+    ("backend.jobs", 9),
     ("backend.explore", 8),
     ("backend.captions", 7),
     ("backend.encoders", 6),
@@ -31,7 +32,7 @@ STAGES = [
 ]
 # The demo world is imported directly only by code that exists for it (nothing generic depends on it).
 DEMO = "backend.datasets.demo"
-DEMO_USERS = ("backend.datasets.demo", "backend.models.demo", "backend.cli", "backend.captions.banks")
+DEMO_USERS = ("backend.datasets.demo", "backend.models.demo", "backend.cli", "backend.captions.banks", "backend.jobs")
 
 
 def _modules() -> dict[str, Path]:

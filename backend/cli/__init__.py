@@ -12,6 +12,7 @@
     python -m backend captions search "food" [--semantic]
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
     python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
+    python -m backend jobs submit world|encoders|captions; jobs list; jobs cancel ID; jobs worker
 
 ``--workspace PATH`` (or $VOXELSCOPE_WORKSPACE) selects the workspace folder. Each group registers its
 subcommands with ``set_defaults(func=...)``; ``main`` dispatches through the parser. Errors a user can
@@ -23,11 +24,11 @@ import argparse
 import sys
 
 from ..errors import VoxelScopeError
-from . import captions, datasets, demo, encoder, figure, info, models
+from . import captions, datasets, demo, encoder, figure, info, jobs, models
 
 __all__ = ["main", "build_parser", "GROUPS"]
 
-GROUPS = (info, demo, datasets, models, encoder, captions, figure)
+GROUPS = (info, demo, datasets, models, encoder, captions, figure, jobs)
 
 
 WORKSPACE_HELP = "workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)"

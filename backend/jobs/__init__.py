@@ -1,0 +1,8 @@
+"""Background jobs: long work (world build, encoder fit, captions; later synthesis and reconstruction) queued by the
+app or the command line and run by one worker process (huey on SQLite in the workspace folder).
+
+``submit(ws, kind, params)``, ``list_jobs``, ``get_job``, ``cancel``, ``run_worker``; kinds in ``JOB_KINDS``.
+"""
+from .queue import JOB_KINDS, STATES, JobCancelled, cancel, get_job, list_jobs, run_worker, submit
+
+__all__ = ["JOB_KINDS", "STATES", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled"]

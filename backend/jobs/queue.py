@@ -1,0 +1,187 @@
+"""Long work as background jobs: queued by the app or the command line, run by one worker process.
+
+The queue is huey's (a small, well-kept task queue) on SQLite storage in the workspace folder
+(``jobs.sqlite3``): no server to install, one machine. Next to huey's tables the same file holds a
+``jobs`` table with what the pages show: kind, parameters, state (queued / running / done / failed /
+cancelled), the step being run with its counts, rate and ETA, the error text, and the run ids the job
+wrote. The app only writes job requests there and stays a reader of the workspace; the worker is the
+workspace's one writer.
+
+A killed worker (even ``kill -9``) leaves its job marked running; the next worker puts it back in the
+queue, and the job resumes from its own checkpoints (the world build keeps finished render chunks,
+captions commit per batch of voxels), so nothing is half-written or written twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InvalidInputError, NotFoundError
+from ..store import Workspace
+
+__all__ = ["JOB_KINDS", "STATES", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled"]
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+DB_NAME = "jobs.sqlite3"
+_SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, kind TEXT, params TEXT, state TEXT, stage TEXT, done REAL, total REAL,
+    rate REAL, eta_s REAL, error TEXT, runs TEXT, cancel INTEGER DEFAULT 0, pid INTEGER,
+    created REAL, started REAL, finished REAL)"""
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when its cancellation was asked for."""
+
+
+# ------------------------------------------------------------------------------------------ the kinds of job
+def _world(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..datasets.demo import build_demo_world, default_config, tiny_config
+
+    cfg = (tiny_config if params.get("tiny") else default_config)(int(params.get("seed", 0)))
+    return [build_demo_world(ws, cfg, progress=progress)["run"]]
+
+
+def _encoders(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..encoders import fit_encoders
+
+    return [r["run"] for r in fit_encoders(ws, params.get("subjects"), device=params.get("device", "cpu"),
+                                           only_missing=True, progress=progress)]
+
+
+def _captions(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..captions import caption_all
+
+    res = caption_all(ws, params.get("subjects"), device=params.get("device", "cpu"), progress=progress,
+                      log=lambda m: None)
+    return [r["run"] for s in res["captions"].values() for r in s.values()]
+
+
+# name -> (label, function(ws, params, progress) -> run ids)
+JOB_KINDS = {"world": ("Build the demo world", _world), "encoders": ("Fit the voxel encoders", _encoders),
+             "captions": ("Caption every voxel", _captions)}
+
+
+# ------------------------------------------------------------------------------------------ the jobs table
+def _connect(ws: Workspace) -> sqlite3.Connection:
+    ws.path.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(ws.path / DB_NAME, timeout=30)
+    con.execute(_SCHEMA)
+    return con
+
+
+def _update(ws: Workspace, job_id: str, **fields) -> None:
+    with _connect(ws) as con:
+        con.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE job_id = ?",
+                    [*fields.values(), job_id])
+
+
+def _huey(ws: Workspace):
+    """(huey on the workspace's SQLite file, its one task: run a job by id)."""
+    from huey import SqliteHuey
+
+    huey = SqliteHuey("voxelscope", filename=str(ws.path / DB_NAME))
+    return huey, huey.task(name="run_job")(_run_job)
+
+
+def submit(ws: Workspace, kind: str, params: dict | None = None) -> str:
+    """Queue a job of ``kind`` (see ``JOB_KINDS``); returns its id. A worker (``python -m backend jobs worker``)
+    runs it."""
+    if kind not in JOB_KINDS:
+        raise InvalidInputError(f"unknown job kind {kind!r} (known: {', '.join(JOB_KINDS)})")
+    job_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    with _connect(ws) as con:
+        con.execute("INSERT INTO jobs (job_id, kind, params, state, created) VALUES (?, ?, ?, 'queued', ?)",
+                    [job_id, kind, json.dumps(params or {}), time.time()])
+    _huey(ws)[1](str(ws.path), job_id)  # calling a huey task enqueues it
+    return job_id
+
+
+def list_jobs(ws: Workspace) -> pd.DataFrame:
+    """Every job, newest first: job_id, kind, params, state, stage, done, total, rate, eta_s, error, runs,
+    created, started, finished."""
+    with _connect(ws) as con:
+        return pd.read_sql_query("SELECT job_id, kind, params, state, stage, done, total, rate, eta_s, error, runs, "
+                                 "created, started, finished FROM jobs ORDER BY created DESC", con)
+
+
+def get_job(ws: Workspace, job_id: str) -> dict:
+    """One job's row (see :func:`list_jobs`)."""
+    jobs = list_jobs(ws)
+    row = jobs[jobs.job_id == job_id]
+    if row.empty:
+        raise NotFoundError(f"no job {job_id!r} in {ws.path / DB_NAME}")
+    return row.iloc[0].to_dict()
+
+
+def cancel(ws: Workspace, job_id: str) -> str:
+    """Ask a job to stop: a queued job is cancelled at once, a running one at its next progress report
+    (what it committed stays, and a new job of the same kind continues from there). Returns the job's state."""
+    state = get_job(ws, job_id)["state"]
+    if state in ("done", "failed", "cancelled"):
+        return state
+    with _connect(ws) as con:
+        con.execute("UPDATE jobs SET cancel = 1 WHERE job_id = ?", [job_id])
+        con.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE job_id = ? AND state = 'queued'",
+                    [time.time(), job_id])
+    return get_job(ws, job_id)["state"]
+
+
+# ------------------------------------------------------------------------------------------ the worker
+def _progress_writer(ws: Workspace, job_id: str, every_s: float = 0.5):
+    """A ``progress(stage, done, total)`` callback that writes the job's step, counts, rate and ETA (at most every
+    ``every_s`` seconds, and at each new step) and raises :class:`JobCancelled` once a cancel was asked for."""
+    state = {"stage": None, "t0": 0.0, "d0": 0.0, "last": 0.0}
+
+    def progress(stage: str, done: float, total: float) -> None:
+        now = time.monotonic()
+        if stage != state["stage"]:
+            state.update(stage=stage, t0=now, d0=done, last=0.0)
+        if now - state["last"] < every_s and done < total:
+            return
+        state["last"] = now
+        rate = (done - state["d0"]) / max(now - state["t0"], 1e-9)
+        eta = (total - done) / rate if rate > 0 else None
+        with _connect(ws) as con:
+            con.execute("UPDATE jobs SET stage = ?, done = ?, total = ?, rate = ?, eta_s = ? WHERE job_id = ?",
+                        [stage, float(done), float(total), rate, eta, job_id])
+            if con.execute("SELECT cancel FROM jobs WHERE job_id = ?", [job_id]).fetchone()[0]:
+                raise JobCancelled(job_id)
+
+    return progress
+
+
+def _run_job(ws_path: str, job_id: str) -> None:
+    """Run one job in the worker (huey calls this)."""
+    ws = Workspace(ws_path)
+    job = get_job(ws, job_id)
+    if job["state"] != "queued":  # cancelled while queued, or already finished
+        return
+    _update(ws, job_id, state="running", started=time.time(), pid=os.getpid(), error=None)
+    try:
+        runs = JOB_KINDS[job["kind"]][1](ws, json.loads(job["params"]), _progress_writer(ws, job_id))
+    except JobCancelled:
+        _update(ws, job_id, state="cancelled", finished=time.time())
+    except Exception as exc:  # noqa: BLE001 - the error text goes to the page
+        _update(ws, job_id, state="failed", finished=time.time(),
+                error=f"{exc}\n\n{traceback.format_exc(limit=6)}")
+    else:
+        _update(ws, job_id, state="done", finished=time.time(), runs=json.dumps(runs))
+
+
+def run_worker(ws: Workspace) -> None:
+    """The worker: first puts back in the queue the jobs a killed worker left running (they resume from their
+    checkpoints), then runs queued jobs one at a time until stopped (Ctrl-C, SIGTERM)."""
+    with _connect(ws) as con:
+        stale = [r[0] for r in con.execute("SELECT job_id FROM jobs WHERE state = 'running'").fetchall()]
+        con.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'")
+    huey, task = _huey(ws)
+    for job_id in stale:
+        task(str(ws.path), job_id)
+    huey.create_consumer(workers=1, worker_type="thread").run()

@@ -1,0 +1,94 @@
+"""Background jobs: queued by the app or the CLI, run by the worker, with state, progress, errors, cancel, resume."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backend.jobs import cancel, get_job, list_jobs, submit
+from backend.store import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def _worker(ws: Workspace):
+    return subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait(ws: Workspace, job_id: str, states=("done", "failed", "cancelled"), timeout: float = 180) -> dict:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        job = get_job(ws, job_id)
+        if job["state"] in states:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still {get_job(ws, job_id)['state']} after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def worked(tmp_path_factory):
+    """A workspace whose tiny world was built by a job in the worker; the worker keeps running for the module."""
+    ws = Workspace(tmp_path_factory.mktemp("jobs") / "ws")
+    queued_before_worker = submit(ws, "world", {"tiny": True})
+    doomed = submit(ws, "world", {"tiny": True})
+    assert cancel(ws, doomed) == "cancelled"  # cancelled while queued: the worker must never run it
+    proc = _worker(ws)
+    try:
+        job = _wait(ws, queued_before_worker)
+        yield ws, proc, job, doomed
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_a_queued_job_runs_in_the_worker_and_records_what_it_wrote(worked):
+    ws, _, job, _ = worked
+    assert job["state"] == "done", job["error"]
+    runs = json.loads(job["runs"])
+    assert ws.exists and ws.query("SELECT method FROM runs WHERE run_id = ?", [runs[0]]).method.tolist() == ["demo-world"]
+    assert job["stage"] == "Writing workspace" and job["done"] == job["total"] == 1  # its last step, as the page shows
+    assert job["started"] >= job["created"] and job["finished"] >= job["started"]
+
+
+def test_a_job_cancelled_while_queued_never_runs(worked):
+    ws, _, _, doomed = worked
+    job = get_job(ws, doomed)
+    assert job["state"] == "cancelled" and pd.isna(job["started"])
+    assert len(ws.query("SELECT run_id FROM runs WHERE method = 'demo-world'")) == 1
+
+
+def test_a_failing_job_records_its_error_and_the_worker_goes_on(worked):
+    ws, proc, _, _ = worked
+    bad = submit(ws, "encoders", {"subjects": ["nobody"]})
+    job = _wait(ws, bad)
+    assert job["state"] == "failed" and job["error"].startswith("subject 'nobody' is not in workspace")
+    assert proc.poll() is None  # the worker is still there for the next job
+    out = subprocess.run([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "list"], cwd=ROOT,
+                         env=ENV, capture_output=True, text=True, check=True).stdout
+    assert f"{bad}  failed" in out and "subject 'nobody'" in out
+
+
+def test_a_job_left_running_by_a_killed_worker_is_resumed_by_the_next_worker(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    job_id = submit(ws, "world", {"tiny": True})
+    # what kill -9 leaves: the job marked running, huey's copy of it gone with the dead process
+    with sqlite3.connect(ws.path / "jobs.sqlite3") as con:
+        con.execute("UPDATE jobs SET state = 'running', pid = 999999 WHERE job_id = ?", [job_id])
+        con.execute("DELETE FROM task")
+    proc = _worker(ws)
+    try:
+        job = _wait(ws, job_id)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert job["state"] == "done", job["error"]
+    assert list_jobs(ws).job_id.tolist() == [job_id] and ws.exists
