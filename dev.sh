@@ -43,10 +43,13 @@ case "${1:-}" in
     shift
     apt_install libegl1 libegl-mesa0 libgl1-mesa-dri
     setup_python
-    .venv/bin/python -m backend demo build --if-missing
-    .venv/bin/python -m backend encoder fit --if-missing
-    .venv/bin/python -m backend captions all
-    exec .venv/bin/streamlit run app.py --server.headless true --server.port "${PORT:-8501}" \
+    # the demo world's missing steps (world, encoders, captions) become background jobs; the worker runs them
+    # while the app answers at once and shows their progress (later starts: nothing to do)
+    .venv/bin/python -m backend jobs prepare
+    .venv/bin/python -m backend jobs worker &
+    worker=$!
+    trap 'kill "$worker" 2>/dev/null' EXIT
+    .venv/bin/streamlit run app.py --server.headless true --server.port "${PORT:-8501}" \
       --browser.gatherUsageStats false "$@"
     ;;
   test)

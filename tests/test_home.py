@@ -54,14 +54,38 @@ def test_show_other_images_draws_a_new_sample(tiny_ws, use_workspace):
     assert first != second
 
 
-def test_first_start_builds_the_demo_world_with_progress(tmp_path, use_workspace, monkeypatch):
+def test_first_start_prepares_the_demo_world_in_background_jobs_with_a_checklist(tmp_path, use_workspace,
+                                                                                   monkeypatch):
+    import signal
+    import time
+
+    from backend.jobs import list_jobs, preparation
+    from backend.store import Workspace
+
     use_workspace(tmp_path / "fresh")
     monkeypatch.setenv("VOXELSCOPE_DEMO", "tiny")
-    at = AppTest.from_file(APP, default_timeout=300).run()
-    assert not at.exception, at.exception
-    assert any("building the synthetic demo world" in i.value for i in at.info)
-    assert "Loaded: synthetic demo world" in [s.value for s in at.subheader]
-    assert {m.label: m.value for m in at.metric}["Images"] == "560"
+    ws = Workspace(tmp_path / "fresh")
+    t0 = time.time()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    try:
+        assert time.time() - t0 < 30  # the page answers at once: the work is in the jobs
+        assert not at.exception, at.exception
+        assert any("being prepared in the background" in i.value for i in at.info)
+        assert list(preparation(ws).kind) == ["world", "encoders", "captions"]  # queued in order, once
+        assert any("Preparing the demo world" in m.value for m in at.markdown)
+        at.run()
+        assert len(list_jobs(ws)) == 3  # a second visit queues nothing more
+        while preparation(ws).state.iloc[0] not in ("done", "failed") and time.time() - t0 < 240:
+            time.sleep(1)
+        assert preparation(ws).state.iloc[0] == "done", preparation(ws).error.iloc[0]
+        at.run()
+        assert not at.exception, at.exception
+        assert "Loaded: synthetic demo world" in [s.value for s in at.subheader]
+        assert {m.label: m.value for m in at.metric}["Images"] == "560"
+    finally:  # stop the worker the page started (it would go on with the encoders and captions)
+        pid = (ws.path / "worker.pid").read_text() if (ws.path / "worker.pid").exists() else None
+        if pid:
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def test_cli_info_prints_subjects_voxels_rois_images_and_the_path(tiny_ws):

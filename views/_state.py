@@ -60,17 +60,44 @@ def progress_bar():
     return bar, progress
 
 
-def build_demo_with_progress(ws: Workspace) -> None:
-    """Build the demo world from the page, with a progress bar (counts, rate, time left)."""
-    from backend.datasets.demo import build_demo_world
+ICONS = {"queued": "⏳", "running": "🔄", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
 
-    bar, progress = progress_bar()
-    try:
-        summary = build_demo_world(ws, progress=progress)
-    except WorkspaceBusy as exc:
-        st.warning(f"{exc}. This page will show the world once it is built; reload in a minute.")
-        st.stop()
-    bar.progress(1.0, text=f"Built in {summary['seconds']} s")
+
+def preparation_checklist(ws: Workspace, rerun_when_world_ready: bool = False) -> None:
+    """The demo world's preparation jobs as a checklist with live progress (updates every 2 s by itself, shown
+    while a step is queued or running); reruns the whole page once the world exists if asked to."""
+    from backend.jobs import preparation
+
+    prep = preparation(ws)
+    if not rerun_when_world_ready and not prep.state.isin(["queued", "running"]).any():
+        return  # nothing being prepared: no timer on the page
+
+    @st.fragment(run_every=2)
+    def checklist():
+        from backend.jobs import cancel, preparation, worker_running
+
+        prep = preparation(ws)
+        active = prep[prep.state.isin(["queued", "running"])]
+        if rerun_when_world_ready and not workspace_busy(ws) and ws.exists:
+            st.rerun()
+        if active.empty:
+            return
+        with st.container(border=True):
+            st.markdown("**Preparing the demo world** (background jobs; the pages fill in as each step finishes)")
+            for r in prep.itertuples():
+                line = f"{ICONS.get(r.state, '')} {r.label} — {r.state}"
+                if r.state == "running" and isinstance(r.stage, str) and r.total == r.total and r.total:
+                    eta = f", {r.eta_s:.0f} s left" if r.eta_s == r.eta_s and r.eta_s is not None else ""
+                    st.progress(min(r.done / r.total, 1.0),
+                                text=f"{line}: {r.stage} {r.done:,.0f} / {r.total:,.0f}{eta}")
+                else:
+                    st.markdown(line + (f": {str(r.error).splitlines()[0]}" if r.state == "failed" else ""))
+                if r.state in ("queued", "running"):
+                    st.button("Cancel", key=f"cancel_{r.job_id}", on_click=cancel, args=(ws, r.job_id))
+            if not worker_running(ws):
+                st.warning("No worker is running: start one with `python -m backend jobs worker` (or `./dev.sh app`).")
+
+    checklist()
 
 
 @st.cache_data(show_spinner=False, ttl=60)

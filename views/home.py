@@ -2,20 +2,26 @@
 import pandas as pd
 import streamlit as st
 
-from views._state import (build_demo_with_progress, db_stamp, models_table, roi_map_png, sample_stimuli,
-                          workspace, workspace_busy, workspace_info)
+from views._state import (db_stamp, models_table, preparation_checklist, roi_map_png, sample_stimuli, workspace,
+                          workspace_busy, workspace_info)
 
 ws = workspace()
 st.title("VoxelScope")
 st.caption("What does each voxel of visual cortex prefer? Explore voxel selectivity with generative models.")
 
-if workspace_busy(ws):
-    st.warning(f"The workspace `{ws.path}` is being written by another process (a build or an import). "
-               "Reload this page when it has finished.")
+ready = not workspace_busy(ws) and ws.exists
+if not ready:
+    from backend.jobs import prepare_demo, start_worker, worker_running
+
+    st.info(f"No world in `{ws.path}` yet: the synthetic demo world is being prepared in the background "
+            "(about two minutes for the world, then the encoders and captions). This page updates by itself.")
+    if not workspace_busy(ws):
+        prepare_demo(ws)
+    if not worker_running(ws):
+        start_worker(ws)
+preparation_checklist(ws, rerun_when_world_ready=not ready)
+if not ready:
     st.stop()
-if not ws.exists:
-    st.info(f"No world in `{ws.path}` yet: building the synthetic demo world (about two minutes, once).")
-    build_demo_with_progress(ws)
 
 info = workspace_info(str(ws.path), db_stamp(ws))
 subjects = info["subjects"]

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     c.set_defaults(func=cancel)
     w = jsub.add_parser("worker", help="run queued jobs (resumes jobs a killed worker left running)")
     w.set_defaults(func=worker)
+    pr = jsub.add_parser("prepare", help="queue the demo world's missing preparation steps (world, encoders, captions)")
+    pr.add_argument("--tiny", action="store_true", help="a tiny world (for tests and quick looks)")
+    pr.set_defaults(func=prepare)
 
 
 def submit(ws, args) -> int:
@@ -61,4 +64,12 @@ def worker(ws, args) -> int:
 
     print(f"worker on {ws.path} (Ctrl-C to stop)", flush=True)
     run_worker(ws)
+    return 0
+
+
+def prepare(ws, args) -> int:
+    from ..jobs import prepare_demo
+
+    queued = prepare_demo(ws, tiny=args.tiny)
+    print("queued: " + ", ".join(queued) if queued else "nothing to prepare: the demo world is ready or being prepared")
     return 0

@@ -3,6 +3,8 @@ app or the command line and run by one worker process (huey on SQLite in the wor
 
 ``submit(ws, kind, params)``, ``list_jobs``, ``get_job``, ``cancel``, ``run_worker``; kinds in ``JOB_KINDS``.
 """
-from .queue import JOB_KINDS, STATES, JobCancelled, cancel, get_job, list_jobs, run_worker, submit
+from .queue import (JOB_KINDS, PREPARE, STATES, JobCancelled, cancel, get_job, list_jobs, prepare_demo, preparation,
+                    run_worker, start_worker, submit, worker_running)
 
-__all__ = ["JOB_KINDS", "STATES", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled"]
+__all__ = ["JOB_KINDS", "STATES", "PREPARE", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled",
+           "prepare_demo", "preparation", "worker_running", "start_worker"]

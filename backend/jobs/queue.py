@@ -26,7 +26,8 @@ import pandas as pd
 from ..errors import InvalidInputError, NotFoundError
 from ..store import Workspace
 
-__all__ = ["JOB_KINDS", "STATES", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled"]
+__all__ = ["JOB_KINDS", "STATES", "PREPARE", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled",
+           "prepare_demo", "preparation", "worker_running", "start_worker"]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 DB_NAME = "jobs.sqlite3"
@@ -175,13 +176,88 @@ def _run_job(ws_path: str, job_id: str) -> None:
         _update(ws, job_id, state="done", finished=time.time(), runs=json.dumps(runs))
 
 
+PREPARE = ("world", "encoders", "captions")  # the demo world's preparation, in order
+
+
+def _needed(ws: Workspace) -> list[str]:
+    """The preparation steps whose results the workspace lacks."""
+    from ..store import WorkspaceBusy
+
+    try:
+        if not ws.exists:
+            return list(PREPARE)
+        from ..captions import caption_status
+        from ..store import has_encoder, subjects
+
+        need = [] if all(has_encoder(ws, s) for s in subjects(ws)) else ["encoders"]
+        st = caption_status(ws)
+        methods = [c for c in st.columns if c not in ("subject", "n_voxels", "n_eval")]
+        if not ((st[methods].to_numpy() == st.n_voxels.to_numpy()[:, None]).all()
+                and (st.n_eval == len(methods) * st.n_voxels).all()):
+            need.append("captions")
+        return need
+    except WorkspaceBusy:
+        return []  # being written right now: a job is at work
+
+
+def prepare_demo(ws: Workspace, tiny: bool = False) -> list[str]:
+    """Queue the steps of the demo world's preparation (world, encoders, captions) that the workspace lacks and
+    that are not queued or running already; returns the ids of the jobs queued now (none on later starts)."""
+    jobs = list_jobs(ws)
+    active = set(jobs[jobs.state.isin(["queued", "running"])].kind)
+    needed = _needed(ws)
+    return [submit(ws, kind, {"tiny": tiny} if kind == "world" else {}) for kind in needed if kind not in active]
+
+
+def preparation(ws: Workspace) -> pd.DataFrame:
+    """The newest job of each preparation step (kind, label, state, stage, done, total, rate, eta_s, error);
+    steps never queued are absent."""
+    jobs = list_jobs(ws)
+    jobs = jobs[jobs.kind.isin(PREPARE)].drop_duplicates("kind")  # newest first
+    jobs = jobs.assign(label=[JOB_KINDS[k][0] for k in jobs.kind], order=[PREPARE.index(k) for k in jobs.kind])
+    return jobs.sort_values("order").drop(columns="order").reset_index(drop=True)
+
+
+def worker_running(ws: Workspace) -> bool:
+    """Whether a worker process is running on this workspace (its pid file names a live process)."""
+    pid_file = ws.path / "worker.pid"
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def start_worker(ws: Workspace, log: Path | None = None) -> int:
+    """Start ``python -m backend jobs worker`` for ``ws`` in the background (detached from the caller); returns its
+    pid. Used by the app when no worker runs (``./dev.sh app`` starts one itself)."""
+    import subprocess
+    import sys
+
+    ws.path.mkdir(parents=True, exist_ok=True)
+    out = open(log or ws.path / "worker.log", "a")
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"],
+                            cwd=Path(__file__).resolve().parents[2], stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc.pid
+
+
 def run_worker(ws: Workspace) -> None:
     """The worker: first puts back in the queue the jobs a killed worker left running (they resume from their
     checkpoints), then runs queued jobs one at a time until stopped (Ctrl-C, SIGTERM)."""
+    if worker_running(ws):
+        raise InvalidInputError(f"a worker already runs on {ws.path} (pid {(ws.path / 'worker.pid').read_text()}); "
+                                "one worker per workspace: it is the workspace's one writer")
     with _connect(ws) as con:
         stale = [r[0] for r in con.execute("SELECT job_id FROM jobs WHERE state = 'running'").fetchall()]
         con.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'")
     huey, task = _huey(ws)
     for job_id in stale:
         task(str(ws.path), job_id)
-    huey.create_consumer(workers=1, worker_type="thread").run()
+    pid_file = ws.path / "worker.pid"
+    pid_file.write_text(str(os.getpid()))
+    try:
+        huey.create_consumer(workers=1, worker_type="thread").run()
+    finally:
+        if pid_file.exists() and pid_file.read_text() == str(os.getpid()):
+            pid_file.unlink()
