@@ -92,3 +92,36 @@ def test_a_job_left_running_by_a_killed_worker_is_resumed_by_the_next_worker(tmp
         proc.wait(20)
     assert job["state"] == "done", job["error"]
     assert list_jobs(ws).job_id.tolist() == [job_id] and ws.exists
+
+
+def test_page_buttons_queue_background_jobs_and_show_them(tiny_ws, tmp_path, monkeypatch):
+    import shutil
+    import signal
+
+    from streamlit.testing.v1 import AppTest
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(tiny_ws.path, ws.path)
+    monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(ws.path))
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.query_params["overlay"] = "r2_nc"
+        at.switch_page("views/explorer.py").run()
+        [b for b in at.button if b.label.startswith("Fit encoders now")][0].click().run()
+        assert not at.exception, at.exception
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.switch_page("views/captions.py").run()
+        at.button(key="cap_compute").click().run()
+        assert not at.exception, at.exception
+        jobs = list_jobs(ws)
+        assert sorted(jobs.kind) == ["captions", "encoders"]  # queued once each, run by one worker in order
+        assert any("Preparing the demo world" in m.value for m in at.markdown)
+        at.button(key="cap_compute").click().run()
+        assert len(list_jobs(ws)) == 2  # a second click queues nothing more
+    finally:
+        pid_file = ws.path / "worker.pid"
+        for _ in range(40):
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                break
+            time.sleep(0.25)

@@ -100,15 +100,6 @@ def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outli
         return out.read_bytes()
 
 
-def fit_encoders_with_progress(ws: Workspace) -> None:
-    from backend.encoders import fit_encoders
-    from views._state import progress_bar
-
-    _, progress = progress_bar()
-    fit_encoders(ws, only_missing=True, progress=progress)
-    st.cache_data.clear()
-
-
 # ---------------------------------------------------------------- URL state
 def init_state_from_url(subject_list: list[str], kinds: list[str], n_vertices: dict) -> list[str]:
     """Fill the page's widget state from the URL once per session; return messages about bad parameters."""

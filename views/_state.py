@@ -46,20 +46,6 @@ def roi_map_png(path: str, stamp: float, subject: str) -> bytes:
     return cached_roi_map(Workspace(path), subject).read_bytes()
 
 
-def progress_bar():
-    """A page progress bar (counts, rate, time left) and the ``progress(stage, done, total)`` callback the
-    backend's long jobs report to."""
-    from backend.store import Eta
-
-    bar = st.progress(0.0, text="Starting")
-    eta = Eta()
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=eta.text(stage, done, total))
-
-    return bar, progress
-
-
 ICONS = {"queued": "⏳", "running": "🔄", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
 
 

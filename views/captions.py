@@ -7,10 +7,11 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from backend.captions import CAPTION_METHODS, caption_all, caption_match_overlay, filter_results, matches_per_roi
+from backend.captions import CAPTION_METHODS, caption_match_overlay, filter_results, matches_per_roi
+from backend.jobs import ensure_job
 from backend.surface import viewer_message
 from views import _explore as ex
-from views._state import db_stamp, progress_bar, workspace, workspace_busy
+from views._state import db_stamp, preparation_checklist, workspace, workspace_busy
 from views._surface import STATIC_URL, surface_and_files, surface_viewer
 
 ws = workspace()
@@ -70,11 +71,10 @@ if len(missing):
         f"{r['subject']} (" + ", ".join(f"{CAPTION_METHODS[m].label} {r[m]:,}/{r['n_voxels']:,}" for m in methods_all)
         + ")" for _, r in missing.iterrows()) + ". `python -m backend captions all` computes them (resuming where it "
         "stopped); so does the button below.")
-    if st.button("Compute captions now (about 5 minutes for the demo world on 2 cores)", key="cap_compute"):
-        _, progress = progress_bar()
-        caption_all(ws, list(missing.subject), progress=progress, log=lambda m: None)
-        st.cache_data.clear()
-        st.rerun()
+    if st.button("Compute captions now (a background job, about 7 minutes for the demo world on 2 cores)",
+                 key="cap_compute"):
+        ensure_job(ws, "captions")
+    preparation_checklist(ws)
     if status[methods_all].to_numpy().sum() == 0:
         st.stop()
 

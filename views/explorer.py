@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from views import _explore as ex
-from views._state import db_stamp, workspace, workspace_busy
+from views._state import db_stamp, preparation_checklist, workspace, workspace_busy
 from views._surface import surface_and_files, surface_viewer
 
 ws = workspace()
@@ -85,9 +85,11 @@ with controls:
                    format_func={"both": "both", "lh": "left", "rh": "right"}.get)
     if no_encoder:
         st.warning(f"{subject} has no encoder yet, so encoding accuracy and concept maps are not available.")
-        if st.button("Fit encoders now (about a minute per subject on 2 cores)"):
-            ex.fit_encoders_with_progress(ws)
-            st.rerun()
+        if st.button("Fit encoders now (a background job, about a minute per subject on 2 cores)"):
+            from backend.jobs import ensure_job
+
+            ensure_job(ws, "encoders")
+        preparation_checklist(ws)
     if overlay_name == "concept" and not no_encoder:
         with st.form("concept_form", border=False):
             fc = st.columns([5, 1])

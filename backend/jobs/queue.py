@@ -27,7 +27,7 @@ from ..errors import InvalidInputError, NotFoundError
 from ..store import Workspace
 
 __all__ = ["JOB_KINDS", "STATES", "PREPARE", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled",
-           "prepare_demo", "preparation", "worker_running", "start_worker"]
+           "prepare_demo", "preparation", "worker_running", "start_worker", "ensure_job"]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 DB_NAME = "jobs.sqlite3"
@@ -240,6 +240,17 @@ def start_worker(ws: Workspace, log: Path | None = None) -> int:
                             cwd=Path(__file__).resolve().parents[2], stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     return proc.pid
+
+
+def ensure_job(ws: Workspace, kind: str, params: dict | None = None) -> str:
+    """What a page's button does: queue a job of ``kind`` unless one is queued or running already, and start a
+    worker if none runs. Returns the id of the active job."""
+    jobs = list_jobs(ws)
+    active = jobs[(jobs.kind == kind) & jobs.state.isin(["queued", "running"])]
+    job_id = active.job_id.iloc[0] if len(active) else submit(ws, kind, params)
+    if not worker_running(ws):
+        start_worker(ws)
+    return job_id
 
 
 def run_worker(ws: Workspace) -> None:

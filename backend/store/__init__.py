@@ -4,9 +4,9 @@
   transaction, waits for readers) a workspace folder;
 * :mod:`.queries` - the recurring questions (subjects, current encoder, stimulus order, voxel table);
 * :func:`workspace_info` - a summary for the command line and the home page;
-* progress reporting shared by long work (``ProgressFn``, ``TerminalProgress``, ``Eta``).
+* progress reporting shared by long work (``ProgressFn``, ``report``, ``TerminalProgress``).
 """
-from .progress import Eta, ProgressFn, TerminalProgress, report
+from .progress import ProgressFn, TerminalProgress, report
 from .queries import (current_encoder, default_subject, feature_set_model, has_encoder, require_subject,
                       stimulus_ids, subjects, voxel_at, voxel_table)
 from .summary import workspace_info
@@ -16,4 +16,4 @@ from .workspace import (SchemaMismatch, Workspace, WorkspaceBusy, WriteTransacti
 __all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "default_workspace", "code_version",
            "workspace_info", "subjects", "default_subject", "require_subject", "stimulus_ids", "current_encoder",
            "has_encoder", "voxel_table", "feature_set_model", "voxel_at",
-           "ProgressFn", "report", "TerminalProgress", "Eta"]
+           "ProgressFn", "report", "TerminalProgress"]

@@ -1,14 +1,14 @@
-"""Progress reporting shared by the command line (tqdm bars) and the pages (st.progress).
+"""Progress reporting: long functions report to a callback; the command line shows tqdm bars, background jobs
+write it where the pages read it (:mod:`backend.jobs`).
 
 Long functions take ``progress``: a callable ``progress(stage, done, total)``. ``None`` is silent.
 """
 from __future__ import annotations
 
 import sys
-import time
 from typing import Callable, Optional
 
-__all__ = ["ProgressFn", "report", "TerminalProgress", "Eta"]
+__all__ = ["ProgressFn", "report", "TerminalProgress"]
 
 ProgressFn = Optional[Callable[[str, int, int], None]]
 
@@ -42,20 +42,3 @@ class TerminalProgress:
             self.bar.close()
             self.bar = None
             self.stage = None
-
-
-class Eta:
-    """Text such as 'Rendering stimuli: 5,000 / 20,000 (250/s, 60 s left)' for a page's progress bar."""
-
-    def __init__(self):
-        self.stage = None
-        self.t0 = 0.0
-        self.d0 = 0
-
-    def text(self, stage: str, done: int, total: int) -> str:
-        now = time.monotonic()
-        if stage != self.stage:
-            self.stage, self.t0, self.d0 = stage, now, done
-        rate = (done - self.d0) / max(now - self.t0, 1e-9)
-        left = f", {((total - done) / rate):.0f} s left" if rate > 0 and done < total else ""
-        return f"{stage}: {done:,} / {total:,}" + (f" ({rate:,.0f}/s{left})" if done > self.d0 else "")
