@@ -56,7 +56,6 @@ def test_show_other_images_draws_a_new_sample(tiny_ws, use_workspace):
 
 def test_first_start_prepares_the_demo_world_in_background_jobs_with_a_checklist(tmp_path, use_workspace,
                                                                                    monkeypatch):
-    import signal
     import time
 
     from backend.jobs import list_jobs, preparation
@@ -83,9 +82,7 @@ def test_first_start_prepares_the_demo_world_in_background_jobs_with_a_checklist
         assert "Loaded: synthetic demo world" in [s.value for s in at.subheader]
         assert {m.label: m.value for m in at.metric}["Images"] == "560"
     finally:  # stop the worker the page started (it would go on with the encoders and captions)
-        pid = (ws.path / "worker.pid").read_text() if (ws.path / "worker.pid").exists() else None
-        if pid:
-            os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["pkill", "-9", "-f", "--", f"--workspace {ws.path} jobs worker"])
 
 
 def test_cli_info_prints_subjects_voxels_rois_images_and_the_path(tiny_ws):

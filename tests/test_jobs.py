@@ -96,7 +96,6 @@ def test_a_job_left_running_by_a_killed_worker_is_resumed_by_the_next_worker(tmp
 
 def test_page_buttons_queue_background_jobs_and_show_them(tiny_ws, tmp_path, monkeypatch):
     import shutil
-    import signal
 
     from streamlit.testing.v1 import AppTest
 
@@ -118,10 +117,8 @@ def test_page_buttons_queue_background_jobs_and_show_them(tiny_ws, tmp_path, mon
         assert any("Preparing the demo world" in m.value for m in at.markdown)
         at.button(key="cap_compute").click().run()
         assert len(list_jobs(ws)) == 2  # a second click queues nothing more
+        workers = subprocess.run(["pgrep", "-f", "--", f"--workspace {ws.path} jobs worker"], capture_output=True,
+                                 text=True)
+        assert len(workers.stdout.split()) == 1  # one worker, however many clicks
     finally:
-        pid_file = ws.path / "worker.pid"
-        for _ in range(40):
-            if pid_file.exists():
-                os.kill(int(pid_file.read_text()), signal.SIGKILL)
-                break
-            time.sleep(0.25)
+        subprocess.run(["pkill", "-9", "-f", "--", f"--workspace {ws.path} jobs worker"])

@@ -218,14 +218,19 @@ def preparation(ws: Workspace) -> pd.DataFrame:
     return jobs.sort_values("order").drop(columns="order").reset_index(drop=True)
 
 
+def _worker_pid(ws: Workspace) -> int | None:
+    """The pid in the workspace's worker pid file if that process is alive."""
+    try:
+        pid = int((ws.path / "worker.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def worker_running(ws: Workspace) -> bool:
     """Whether a worker process is running on this workspace (its pid file names a live process)."""
-    pid_file = ws.path / "worker.pid"
-    try:
-        os.kill(int(pid_file.read_text()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
+    return _worker_pid(ws) is not None
 
 
 def start_worker(ws: Workspace, log: Path | None = None) -> int:
@@ -239,6 +244,7 @@ def start_worker(ws: Workspace, log: Path | None = None) -> int:
     proc = subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"],
                             cwd=Path(__file__).resolve().parents[2], stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    (ws.path / "worker.pid").write_text(str(proc.pid))  # at once: a second click must see this worker
     return proc.pid
 
 
@@ -256,9 +262,10 @@ def ensure_job(ws: Workspace, kind: str, params: dict | None = None) -> str:
 def run_worker(ws: Workspace) -> None:
     """The worker: first puts back in the queue the jobs a killed worker left running (they resume from their
     checkpoints), then runs queued jobs one at a time until stopped (Ctrl-C, SIGTERM)."""
-    if worker_running(ws):
-        raise InvalidInputError(f"a worker already runs on {ws.path} (pid {(ws.path / 'worker.pid').read_text()}); "
-                                "one worker per workspace: it is the workspace's one writer")
+    other = _worker_pid(ws)
+    if other is not None and other != os.getpid():
+        raise InvalidInputError(f"a worker already runs on {ws.path} (pid {other}); one worker per workspace: it is "
+                                "the workspace's one writer")
     with _connect(ws) as con:
         stale = [r[0] for r in con.execute("SELECT job_id FROM jobs WHERE state = 'running'").fetchall()]
         con.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'")
