@@ -13,12 +13,13 @@ from .brainscuba import BrainSCUBA, brainscuba_project
 from .evaluation import diversity, evaluate, evaluation_summary, ground_truth_table
 from .lavca import KeywordModel, LaVCa, top_pool_indices
 from .registry import CAPTION_METHODS, caption_method, method_label
-from .runner import caption_all, caption_runs, caption_status, precompute
+from .runner import caption_all, caption_runs, caption_status, captioned_subjects, precompute
 from .search import (CaptionIndex, caption_match_overlay, filter_results, matches_per_roi, roi_summaries,
                      store_caption_embeddings)
 
 __all__ = ["CAPTION_METHODS", "caption_method", "method_label", "BrainSCUBA", "LaVCa", "brainscuba_project",
            "KeywordModel", "top_pool_indices", "bank_table", "load_bank", "build_demo_bank", "import_bank",
-           "precompute", "caption_all", "caption_status", "caption_runs", "evaluate", "ground_truth_table",
+           "precompute", "caption_all", "caption_status", "caption_runs", "captioned_subjects", "evaluate",
+           "ground_truth_table",
            "diversity", "evaluation_summary", "CaptionIndex", "filter_results", "matches_per_roi",
            "caption_match_overlay", "roi_summaries", "store_caption_embeddings"]

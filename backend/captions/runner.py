@@ -21,7 +21,7 @@ from .evaluation import evaluate
 from .registry import CAPTION_METHODS, caption_method
 from .search import store_caption_embeddings
 
-__all__ = ["precompute", "caption_all", "caption_status", "caption_runs"]
+__all__ = ["precompute", "caption_all", "caption_status", "caption_runs", "captioned_subjects"]
 
 
 def caption_runs(ws: Workspace, subject: str) -> pd.DataFrame:
@@ -38,6 +38,14 @@ def caption_status(ws: Workspace) -> pd.DataFrame:
                   "USING (subject) GROUP BY ALL ORDER BY s.subject")
     ev = ws.query("SELECT subject, count(*) AS n_eval FROM caption_eval GROUP BY subject")
     return st.merge(ev, on="subject", how="left").fillna({"n_eval": 0})
+
+
+def captioned_subjects(ws: Workspace, methods=None) -> set[str]:
+    """The subjects whose every voxel has a caption by each of ``methods`` (default: all) and an evaluation."""
+    cols = list(methods or CAPTION_METHODS)
+    st = caption_status(ws)
+    ok = (st[cols].to_numpy() == st.n_voxels.to_numpy()[:, None]).all(axis=1) & (st.n_eval == len(cols) * st.n_voxels)
+    return set(st.subject[ok])
 
 
 def _existing_run(ws, subject, method) -> tuple[str | None, dict | None]:
@@ -151,12 +159,7 @@ def caption_all(ws: Workspace, subjects=None, methods=None, bank: str = "demo", 
 
     out = {"bank": None, "captions": {}, "evaluation": {}}
     names = list(subjects) if subjects else all_subjects(ws)
-    n_methods = len(methods or CAPTION_METHODS)
-    st = caption_status(ws).set_index("subject")
-    cols = list(methods or CAPTION_METHODS)
-    complete = {s for s in names if s in st.index and voxels is None
-                and (st.loc[s, cols] == st.loc[s, "n_voxels"]).all()
-                and st.loc[s, "n_eval"] == n_methods * st.loc[s, "n_voxels"]}
+    complete = captioned_subjects(ws, methods) if voxels is None else set()
     todo = [s for s in names if s not in complete]
     if not todo:
         log("captions: every subject is captioned and evaluated")

@@ -186,16 +186,12 @@ def _needed(ws: Workspace) -> list[str]:
     try:
         if not ws.exists:
             return list(PREPARE)
-        from ..captions import caption_status
+        from ..captions import captioned_subjects
         from ..store import has_encoder, subjects
 
-        need = [] if all(has_encoder(ws, s) for s in subjects(ws)) else ["encoders"]
-        st = caption_status(ws)
-        methods = [c for c in st.columns if c not in ("subject", "n_voxels", "n_eval")]
-        if not ((st[methods].to_numpy() == st.n_voxels.to_numpy()[:, None]).all()
-                and (st.n_eval == len(methods) * st.n_voxels).all()):
-            need.append("captions")
-        return need
+        names = subjects(ws)
+        need = [] if all(has_encoder(ws, s) for s in names) else ["encoders"]
+        return need + ([] if captioned_subjects(ws) >= set(names) else ["captions"])
     except WorkspaceBusy:
         return []  # being written right now: a job is at work
 
