@@ -1,4 +1,5 @@
 """Voxel captions: BrainSCUBA and LaVCa against ground truth, resumable precompute, search, bad input."""
+import json
 import os
 import shutil
 import signal
@@ -159,6 +160,58 @@ def test_a_killed_precompute_resumes_with_no_duplicate_rows(captioned, tmp_path)
     assert len(df) == 400 and df.voxel.is_unique and set(df.voxel) == set(range(400))
     assert df.run_id.nunique() == 1  # the rerun continued the same run
     assert "(" in res.stdout and f"{400 - partial:,} new" in res.stdout
+
+
+def test_a_worker_killed_during_the_caption_job_resumes_it_on_the_next_start(captioned, tmp_path):
+    """kill -9 of the worker mid-job, then what ``./dev.sh app`` runs again (``jobs prepare``, ``jobs worker``):
+    the same job resumes and finishes, each voxel captioned once per method, in one run per method."""
+    from backend.jobs import get_job, list_jobs, submit
+    from backend.store import Workspace, WorkspaceBusy
+
+    ws, *_ = captioned
+    copy = tmp_path / "ws"
+    shutil.copytree(ws.path, copy)
+    w2 = Workspace(copy)
+    with w2.writer() as tx:
+        tx.sql("DELETE FROM voxel_captions WHERE subject = 'subj01'")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    backend = [sys.executable, "-m", "backend", "--workspace", str(copy)]
+    job_id = submit(w2, "captions", {"subjects": ["subj01"], "voxels": list(range(300)), "batch": 16})
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen(backend + ["jobs", "worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    n, t0 = 0, time.time()
+    while time.time() - t0 < 180 and worker.poll() is None and n < 48:
+        try:
+            n = w2.query("SELECT count(*) AS n FROM voxel_captions WHERE subject = 'subj01'").n.iloc[0]
+        except (WorkspaceBusy, Exception):  # noqa: BLE001 - the writer holds the file for a moment
+            pass
+        time.sleep(0.2)
+    assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    job = get_job(w2, job_id)
+    assert job["state"] == "running" and job["stage"]  # what the dead worker left: the page shows it as running
+    partial = w2.query("SELECT count(*) AS n FROM voxel_captions WHERE subject = 'subj01'").n.iloc[0]
+    assert 0 < partial < 600 and partial % 16 == 0  # whole batches only, nothing half-written
+
+    prep = subprocess.run(backend + ["jobs", "prepare"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    assert len(list_jobs(w2)) == 1  # the interrupted job is not queued twice
+    worker = subprocess.Popen(backend + ["jobs", "worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 300 and get_job(w2, job_id)["state"] in ("queued", "running"):
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(20)
+    job = get_job(w2, job_id)
+    assert job["state"] == "done", job["error"]
+    df = w2.query("SELECT voxel, method, run_id FROM voxel_captions WHERE subject = 'subj01'")
+    assert len(df) == 600 and not df.duplicated(["voxel", "method"]).any()
+    assert set(df.voxel) == set(range(300)) and sorted(df.method.unique()) == sorted(C.CAPTION_METHODS)
+    assert (df.groupby("method").run_id.nunique() == 1).all()  # the resumed job continued the same runs
+    assert set(df.run_id) <= set(json.loads(job["runs"]))
 
 
 def test_captions_page_searches_and_shows_matches(captioned, monkeypatch):

@@ -11,7 +11,9 @@ def add_parser(sub) -> None:
     jsub = p.add_subparsers(dest="jobs_cmd", required=True)
     s = jsub.add_parser("submit", help="queue a job")
     s.add_argument("kind", choices=list(JOB_KINDS))
-    s.add_argument("--params", default="{}", help='JSON, e.g. \'{"tiny": true}\' for a world job')
+    s.add_argument("--params", default="{}", help='JSON. world: {"tiny": true, "seed": 0}; encoders: {"subjects": [...], '
+                   '"device": "cuda"}; captions: {"subjects": [...], "methods": [...], "voxels": [...], "batch": 256, '
+                   '"bank_size": 50000, "device": "cpu"}')
     s.set_defaults(func=submit)
     ls = jsub.add_parser("list", help="every job with its state and progress")
     ls.set_defaults(func=list_)

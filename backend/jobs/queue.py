@@ -59,8 +59,9 @@ def _encoders(ws: Workspace, params: dict, progress) -> list[str]:
 def _captions(ws: Workspace, params: dict, progress) -> list[str]:
     from ..captions import caption_all
 
-    res = caption_all(ws, params.get("subjects"), device=params.get("device", "cpu"), progress=progress,
-                      log=lambda m: None)
+    res = caption_all(ws, params.get("subjects"), methods=params.get("methods"), device=params.get("device", "cpu"),
+                      batch=int(params.get("batch", 256)), voxels=params.get("voxels"),
+                      bank_size=int(params.get("bank_size", 50_000)), progress=progress, log=lambda m: None)
     return [r["run"] for s in res["captions"].values() for r in s.values()]
 
 
