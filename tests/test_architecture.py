@@ -160,3 +160,16 @@ def test_every_subpackage_says_what_it_offers():
 
 def test_the_largest_page_is_short():
     assert max(len(p.read_text().splitlines()) for p in _page_files()) < 320
+
+
+def test_the_page_side_of_the_backend_imports_without_torch():
+    """Pages that read stored results start fast: importing what they import does not load torch (3-4 s on 2
+    cores); only computing (fitting, embedding a query, generating) loads it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, backend.store, backend.surface, backend.captions, backend.explore, backend.jobs, "
+            "backend.datasets, backend.models; print(sorted(m for m in ('torch', 'transformers', 'sklearn') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

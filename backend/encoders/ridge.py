@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import InvalidInputError
 from ..store.progress import ProgressFn, report
@@ -42,12 +41,16 @@ class RidgeFit:
 
 
 def _t(a, device):
+    import torch
+
     return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
 
 
 def fit_ridge_cv(X, Y, alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cpu", chunk: int = 4096,
                  progress: ProgressFn = None) -> RidgeFit:
     """Fit ridge per target with its own alpha from ``alphas`` chosen by ``cv`` ('loo' or 'gcv')."""
+    import torch  # here, not at import: pages that only read stored results never load torch
+
     if cv not in ("loo", "gcv"):
         raise InvalidInputError(f"cv must be 'loo' or 'gcv', got {cv!r}")
     X = np.asarray(X, np.float32)
