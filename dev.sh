@@ -49,7 +49,7 @@ case "${1:-}" in
     .venv/bin/python -m backend jobs worker &
     worker=$!
     trap 'kill "$worker" 2>/dev/null' EXIT
-    .venv/bin/streamlit run app.py --server.headless true --server.port "${PORT:-8501}" \
+    .venv/bin/python -m views._serve --server.headless true --server.port "${PORT:-8501}" \
       --browser.gatherUsageStats false "$@"
     ;;
   test)

@@ -25,10 +25,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(workspace: Path, timeout: float = 60, script: Path | None = None):
-    """Start ``streamlit run app.py`` (or ``script``) on localhost for ``workspace``; yields the base URL."""
+    """Start the app (or ``streamlit run script``) on localhost for ``workspace``; yields the base URL."""
     port = free_port()
     env = {**os.environ, "VOXELSCOPE_WORKSPACE": str(workspace), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script or ROOT / "app.py"), "--server.headless", "true",
+    # the app as ./dev.sh starts it (views._serve: imports first, then `streamlit run app.py`), or a test script
+    launch = ["-m", "streamlit", "run", str(script)] if script else ["-m", "views._serve"]
+    proc = subprocess.Popen([sys.executable, *launch, "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"], cwd=Path(script).parent if script else ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -91,6 +91,23 @@ def test_readers_are_read_only(tmp_path):
     assert len(ws.query("SELECT * FROM voxels")) == 3
 
 
+def test_reads_inside_a_reading_block_share_one_connection_and_release_it(tmp_path, monkeypatch):
+    ws = _small_workspace(tmp_path / "ws")
+    opened = []
+    real = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    with ws.reading():
+        with ws.reading():  # nested blocks reuse the outer connection
+            assert len(ws.query("SELECT * FROM voxels")) == 3
+        assert ws.array("betas_s1").shape == (3, 4) and ws.meta()["dataset"] == "test"
+    assert len(opened) == 1
+    ws.query("SELECT 1")
+    assert len(opened) == 2  # outside the block: a connection per read again
+    with ws.writer() as tx:  # the shared connection was closed: a writer gets in at once
+        tx.set_meta(dataset="changed")
+    assert ws.meta()["dataset"] == "changed"
+
+
 def test_every_run_records_method_parameters_models_seed_and_code_version(tmp_path):
     ws = _small_workspace(tmp_path / "ws")
     r = ws.query("SELECT * FROM runs").iloc[0]

@@ -1,4 +1,6 @@
 """Synthetic subjects: ROIs on the intended anatomy, NSD noise ceilings, responses that follow ground truth."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,30 @@ LITERATURE_MM = {"FFA": {"rh": (40, -52, -18), "lh": (-40, -52, -18)},
 @pytest.fixture(scope="module")
 def surface():
     return load_fsaverage5()
+
+
+def test_the_cached_fsaverage5_is_nilearns_and_loads_without_nilearn_datasets(tmp_path):
+    """The page-side copy of fsaverage5 (a first visit must not spend 3-4 s importing scikit-learn) holds exactly
+    nilearn's arrays, and a second process reads it without importing nilearn.datasets."""
+    import subprocess
+    import sys
+
+    from backend.surface.meshes import _FIELDS
+
+    ref = load_fsaverage5(cache=None)
+    first = load_fsaverage5(cache=tmp_path)  # writes the cache
+    assert len(list(tmp_path.glob("*.npz"))) == 1 and not list(tmp_path.glob("*.tmp*"))
+    code = ("import sys; from pathlib import Path; from backend.surface.meshes import load_fsaverage5; "
+            f"load_fsaverage5(cache=Path({str(tmp_path)!r})); print('nilearn.datasets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    cached = load_fsaverage5(cache=tmp_path)
+    for s in (first, cached):
+        for h in ("lh", "rh"):
+            for f in _FIELDS:
+                a, b = getattr(ref[h], f), getattr(s[h], f)
+                assert a.dtype == b.dtype and np.array_equal(a, b), (h, f)
 
 
 def _roi_vertices(ws, subject, column, names, hemi):

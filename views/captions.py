@@ -3,7 +3,7 @@ export. All computation is in backend.captions."""
 from __future__ import annotations
 
 import io
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import streamlit as st
 
@@ -104,8 +104,8 @@ except ValueError as exc:
     st.error(str(exc))
     res = index.search("", mode).iloc[[]]
 res = filter_results(res, subject, methods, rois, min_acc, by_score=bool(query) and mode == "meaning")
-res = res.assign(card=[f"/explorer?{urlencode({'subject': r.subject, 'vertex': f'{r.hemi}:{r.vertex}'})}"
-                       for r in res.itertuples()])
+res = res.assign(card="/explorer?subject=" + res.subject.astype(str).map(quote_plus) + "&vertex="
+                 + res.hemi.astype(str) + "%3A" + res.vertex.astype(str))
 if query:
     st.markdown(f"**{len(res):,} voxel captions** of {subject} match “{query}”"
                 + (" (ranked by meaning; the 200 most similar distinct captions)" if mode == "meaning" else ""))
@@ -142,12 +142,18 @@ st.dataframe(res[["method", "roi", "caption", "score", "r_test", "r2_nc", "sente
                                                                  "text embedding predicting the test responses"),
              })
 export = res.drop(columns=["card"])
-d = st.columns([1, 1, 3])
-d[0].download_button("Download CSV", export.to_csv(index=False).encode(), "voxel_captions.csv", "text/csv",
+
+
+def parquet_bytes() -> bytes:
+    buf = io.BytesIO()
+    export.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+d = st.columns([1, 1, 3])  # the files are written when a button is clicked, not on every rerun
+d[0].download_button("Download CSV", lambda: export.to_csv(index=False).encode(), "voxel_captions.csv", "text/csv",
                      width="stretch")
-buf = io.BytesIO()
-export.to_parquet(buf, index=False)
-d[1].download_button("Download Parquet", buf.getvalue(), "voxel_captions.parquet",
+d[1].download_button("Download Parquet", parquet_bytes, "voxel_captions.parquet",
                      "application/vnd.apache.parquet", width="stretch")
 d[2].caption(f"{len(export):,} rows with the filters above; the table shows the first 2,000.")
 

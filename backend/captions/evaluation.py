@@ -14,7 +14,7 @@ from ..encoders.features import stored_features
 from ..encoders.ridge import pearson_columns
 from ..encoders.voxelwise import design_matrices, encoder_weights
 from ..models.demo.evaluate import names_category
-from ..store import Workspace
+from ..store import Workspace, one_connection
 from .lavca import WORD_RE
 
 __all__ = ["evaluate", "ground_truth_table", "diversity", "evaluation_summary"]
@@ -54,6 +54,7 @@ def evaluate(ws: Workspace, subject: str, embedder=None, device: str = "cpu") ->
     return res
 
 
+@one_connection
 def ground_truth_table(ws: Workspace, subjects=None) -> pd.DataFrame:
     """Share of category-selective voxels (by ROI) whose caption names their true category, per method.
 

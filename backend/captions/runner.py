@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..encoders.voxelwise import encoder_weights
 from ..errors import InvalidInputError
-from ..store import ProgressFn, Workspace, report
+from ..store import ProgressFn, Workspace, one_connection, report
 from ..store import subjects as all_subjects
 from .banks import bank_table, build_demo_bank, load_bank
 from .evaluation import evaluate
@@ -30,6 +30,7 @@ def caption_runs(ws: Workspace, subject: str) -> pd.DataFrame:
                     "GROUP BY method ORDER BY method", [subject])
 
 
+@one_connection
 def caption_status(ws: Workspace) -> pd.DataFrame:
     """Per subject: its voxel count and, per registered method, how many voxels have a caption
     (columns ``subject, n_voxels, <method>...``) and how many caption rows are evaluated (``n_eval``)."""

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from ..store import ProgressFn, Workspace, report, subjects, voxel_table
+from ..store import ProgressFn, Workspace, one_connection, report, subjects, voxel_table
 from ..surface.overlay import Overlay
 from ..surface.rois import HEMIS
 from .lavca import KeywordModel
@@ -100,12 +100,7 @@ class CaptionIndex:
                 self.table[col] = self.table[col].astype("category")
         self.uniq, self.inv = np.unique(self.table.caption.to_numpy(dtype=str), return_inverse=True)
         self.inv = self.inv.ravel()
-        # inverted index: word -> ids of the distinct captions that contain it
-        post: dict[str, list[int]] = {}
-        for i, c in enumerate(self.uniq):
-            for w in set(_QUERY_WORD.findall(str(c).lower())):
-                post.setdefault(w, []).append(i)
-        self.postings = {w: np.asarray(v, np.int64) for w, v in post.items()}
+        self._postings = None  # built at the first search by words (a page that lists captions never needs it)
         self.sentence_embedder = sentence_embedder
         self._load_embedder = load_embedder
         self._stored, self._stored_model = embeddings or {}, embeddings_model
@@ -120,6 +115,17 @@ class CaptionIndex:
         self._order = order
         self._starts = np.searchsorted(self.inv[order], np.arange(len(self.uniq)))
         self._ends = np.append(self._starts[1:], len(order))
+
+    @property
+    def postings(self) -> dict[str, np.ndarray]:
+        """Inverted index: word -> ids of the distinct captions that contain it."""
+        if self._postings is None:
+            post: dict[str, list[int]] = {}
+            for i, c in enumerate(self.uniq):
+                for w in set(_QUERY_WORD.findall(str(c).lower())):
+                    post.setdefault(w, []).append(i)
+            self._postings = {w: np.asarray(v, np.int64) for w, v in post.items()}
+        return self._postings
 
     def _embed(self) -> None:
         """Sentence embeddings of every distinct caption: stored ones when the embedder made them, others now."""
@@ -138,6 +144,11 @@ class CaptionIndex:
     def from_workspace(cls, ws: Workspace, sentence_embedder=None, load_embedder=None) -> "CaptionIndex":
         """Every voxel caption of the workspace with its voxel's hemi, vertex, ROI, noise ceiling, encoding
         accuracy (the subject's current encoder) and caption evaluation."""
+        with ws.reading():
+            return cls._from_workspace(ws, sentence_embedder, load_embedder)
+
+    @classmethod
+    def _from_workspace(cls, ws: Workspace, sentence_embedder, load_embedder) -> "CaptionIndex":
         t = ws.query("SELECT c.subject, c.method, c.voxel, c.caption, c.keywords, v.hemi, v.vertex, v.roi, "
                      "v.noise_ceiling, e.sentence_r FROM voxel_captions c JOIN voxels v USING (subject, voxel) "
                      "LEFT JOIN caption_eval e USING (subject, method, voxel) ORDER BY c.subject, c.method, c.voxel")
@@ -249,6 +260,7 @@ def caption_match_overlay(matches: pd.DataFrame, n_vertices: dict[str, int], que
                    cmap="plasma", vmin=0.0, vmax=1.0)
 
 
+@one_connection
 def roi_summaries(ws: Workspace) -> pd.DataFrame:
     """Per ROI and method: the number of captioned voxels, the most characteristic words of their captions
     (the LaVCa keyword score of the ROI's captions against all captions of that method) and the two most

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError, NotFoundError
-from ..store import Workspace, has_encoder, voxel_table
+from ..store import Workspace, has_encoder, one_connection, voxel_table
 from ..surface.overlay import Overlay
 from ..surface.rois import HEMIS, ROI_COLOURS
 
@@ -49,6 +49,7 @@ def roi_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> Over
     return Overlay("rois", "ROIs", scatter_to_vertices(vox, vals, n_vertices), categories=cats)
 
 
+@one_connection
 def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], concept: str = "",
             embedder=None, baseline: np.ndarray | None = None) -> Overlay:
     """A named overlay (see ``OVERLAYS``). ``concept`` needs the embedder (text tower)."""

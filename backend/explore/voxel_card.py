@@ -13,7 +13,7 @@ from ..datasets.reading import captions, stimulus_images, subject_betas
 from ..encoders.features import contrast_energy_matrix, stored_features
 from ..encoders.voxelwise import encoder_weights
 from ..errors import InvalidInputError, NotFoundError
-from ..store import ProgressFn, Workspace, has_encoder, stimulus_ids, voxel_at, voxel_table
+from ..store import ProgressFn, Workspace, has_encoder, one_connection, stimulus_ids, voxel_at, voxel_table
 from ..surface.rois import HEMIS
 
 __all__ = ["find_voxel", "voxel_card", "receptive_field", "training_contrast_energy", "voxel_receptive_field"]
@@ -26,6 +26,7 @@ def find_voxel(ws: Workspace, subject: str, hemi: str, vertex: int) -> int | Non
     return voxel_at(ws, subject, hemi, vertex)
 
 
+@one_connection
 def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8, image_size: int | None = None) -> dict:
     """Everything the voxel card shows.
 

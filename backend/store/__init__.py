@@ -11,9 +11,9 @@ from .queries import (current_encoder, default_subject, feature_set_model, has_e
                       stimulus_ids, subjects, voxel_at, voxel_table)
 from .summary import workspace_info
 from .workspace import (SchemaMismatch, Workspace, WorkspaceBusy, WriteTransaction, code_version,
-                        default_workspace)
+                        default_workspace, one_connection)
 
-__all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "default_workspace", "code_version",
+__all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "default_workspace", "code_version", "one_connection",
            "workspace_info", "subjects", "default_subject", "require_subject", "stimulus_ids", "current_encoder",
            "has_encoder", "voxel_table", "feature_set_model", "voxel_at",
            "ProgressFn", "report", "TerminalProgress"]

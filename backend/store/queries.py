@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import NotFoundError
-from .workspace import Workspace
+from .workspace import Workspace, one_connection
 
 __all__ = ["subjects", "default_subject", "require_subject", "stimulus_ids", "current_encoder", "has_encoder",
            "voxel_table", "feature_set_model", "voxel_at"]
@@ -55,6 +55,7 @@ def has_encoder(ws: Workspace, subject: str) -> bool:
     return current_encoder(ws, subject) is not None
 
 
+@one_connection
 def voxel_table(ws: Workspace, subject: str) -> pd.DataFrame:
     """The subject's voxels, one row per voxel in voxel order.
 

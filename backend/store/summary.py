@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from ..surface.rois import ROI_ORDER
-from .workspace import Workspace
+from .workspace import Workspace, one_connection
 
 __all__ = ["workspace_info"]
 
 
+@one_connection
 def workspace_info(ws: Workspace) -> dict:
     """What ``ws`` holds, as plain values.
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import functools
 import json
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -106,7 +108,8 @@ class SchemaMismatch(VoxelScopeError, RuntimeError):
     """The workspace was written by a VoxelScope with another schema version."""
 
 
-READER_WAIT_S = 120.0  # how long a writer waits for readers (the app's short queries) to let go of the file
+READER_WAIT_S = 120.0
+_SHARED = threading.local()  # per thread: db path -> the connection of an open Workspace.reading() block  # how long a writer waits for readers (the app's short queries) to let go of the file
 
 
 def default_workspace() -> Path:
@@ -138,6 +141,17 @@ def code_version() -> str:
     return f"{__version__}+{commit[:10]}" if commit else __version__
 
 
+def one_connection(fn):
+    """Decorator for readers ``fn(ws, ...)`` that run several queries: they share one connection
+    (:meth:`Workspace.reading`)."""
+    @functools.wraps(fn)
+    def wrapper(ws, *args, **kwargs):
+        with ws.reading():
+            return fn(ws, *args, **kwargs)
+
+    return wrapper
+
+
 class Workspace:
     """A workspace folder. ``Workspace(path).exists`` tells whether a world has been written."""
 
@@ -164,9 +178,13 @@ class Workspace:
     # ------------------------------------------------------------------ reading
     @contextlib.contextmanager
     def read(self):
-        """A short-lived read-only DuckDB connection."""
+        """A short-lived read-only DuckDB connection (the one of an enclosing :meth:`reading` block, if any)."""
         import duckdb
 
+        shared = getattr(_SHARED, "cons", {}).get(str(self.db_path))
+        if shared is not None:
+            yield shared
+            return
         if not self.db_path.exists():
             raise FileNotFoundError(f"no workspace at {self.path} (run `python -m backend demo build` or an import)")
         try:
@@ -180,6 +198,24 @@ class Workspace:
             yield con
         finally:
             con.close()
+
+    @contextlib.contextmanager
+    def reading(self):
+        """One read-only connection for every read of this workspace inside the block (in this thread).
+
+        Opening a connection costs 20-30 ms; a page that runs dozens of small queries opens one instead. Keep the
+        block short: while it is open a writer in another process waits (up to ``READER_WAIT_S``)."""
+        cons = _SHARED.__dict__.setdefault("cons", {})
+        key = str(self.db_path)
+        if key in cons or not self.db_path.exists():  # nested, or nothing to open (the reads say so themselves)
+            yield self
+            return
+        with self.read() as con:
+            cons[key] = con
+            try:
+                yield self
+            finally:
+                del cons[key]
 
     def query(self, sql: str, params=None):
         """Run one read-only query and return a pandas DataFrame."""

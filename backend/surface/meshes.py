@@ -9,6 +9,7 @@ surface a workspace's vertices live on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,35 @@ class Surface:
         return {h: self[h].n_vertices for h in HEMIS}
 
 
-def load_fsaverage5() -> Surface:
-    """fsaverage5 as shipped inside nilearn (no network)."""
+_FIELDS = ("pial", "white", "inflated", "sphere", "faces", "sulc", "flat", "cortex", "flat_faces")
+SURFACE_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "surfaces"
+
+
+def load_fsaverage5(cache: Path | None = SURFACE_CACHE) -> Surface:
+    """fsaverage5 as shipped inside nilearn (no network).
+
+    Importing ``nilearn.datasets`` costs 3-4 s (it pulls in scikit-learn and scipy.stats), so the arrays are also
+    kept in ``cache`` as one ``.npz`` per nilearn version (written atomically at the first load, typically by the
+    world job): a page's first visit then reads them in milliseconds. ``cache=None`` always reads nilearn."""
+    from importlib.metadata import version
+
+    path = cache / f"fsaverage5-nilearn{version('nilearn')}.npz" if cache else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return Surface("fsaverage5", *(Hemisphere(name=h, **{f: z[f"{h}_{f}"] for f in _FIELDS}) for h in HEMIS))
+    surface = _read_nilearn_fsaverage5()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp.npz")
+            np.savez(tmp, **{f"{h}_{f}": getattr(surface[h], f) for h in HEMIS for f in _FIELDS})
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only checkout: no cache, the surface is still right
+    return surface
+
+
+def _read_nilearn_fsaverage5() -> Surface:
     from nilearn import datasets
 
     fs = datasets.load_fsaverage("fsaverage5")

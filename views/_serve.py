@@ -1,0 +1,49 @@
+"""Start the app's server with the pages' imports already done: ``python -m views._serve [streamlit run options]``.
+
+``streamlit run`` imports a page's modules only when the first browser session runs it, so after every server start
+the first visit paid ~1.5-2.5 s of imports (pandas, DuckDB, Altair, matplotlib, the backend) on 2 cores. This
+launcher imports them before the server answers its health check, then hands over to Streamlit's own command line
+(``streamlit run app.py`` with the given options): the first visit of each page costs what its later visits cost,
+plus the reads its caches keep. ``./dev.sh app``, the Dockerfile and the browser tests start the app this way.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def warm_imports() -> float:
+    """Import what the pages import; returns the seconds it took."""
+    t0 = time.perf_counter()
+    import altair  # noqa: F401 - st.bar_chart
+    import duckdb  # noqa: F401
+    import matplotlib  # noqa: F401 - colour maps of the surface viewer
+    import pandas  # noqa: F401
+    import pyarrow  # noqa: F401 - st.dataframe
+
+    import backend.captions  # noqa: F401
+    import backend.datasets  # noqa: F401
+    import backend.explore  # noqa: F401
+    import backend.jobs  # noqa: F401
+    import backend.models  # noqa: F401
+    import backend.store  # noqa: F401
+    import backend.surface  # noqa: F401
+    import views._explore  # noqa: F401
+    import views._state  # noqa: F401
+    import views._surface  # noqa: F401
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str]) -> int:
+    from streamlit.web import cli
+
+    print(f"VoxelScope: pages' modules imported in {warm_imports():.1f} s", flush=True)
+    sys.argv = ["streamlit", "run", str(APP), *argv]
+    return cli.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
