@@ -20,7 +20,7 @@ def warm_imports() -> float:
     t0 = time.perf_counter()
     import altair  # noqa: F401 - st.bar_chart
     import duckdb  # noqa: F401
-    import matplotlib  # noqa: F401 - colour maps of the surface viewer
+    import matplotlib.cm  # noqa: F401 - colour maps of the surface viewer
     import pandas  # noqa: F401
     import pyarrow  # noqa: F401 - st.dataframe
 
