@@ -31,9 +31,8 @@ def warm_imports() -> float:
     import backend.models  # noqa: F401
     import backend.store  # noqa: F401
     import backend.surface  # noqa: F401
-    import views._explore  # noqa: F401
-    import views._state  # noqa: F401
-    import views._surface  # noqa: F401
+
+    # not the views' own modules: their st.cache_data functions must be created inside the running server
     return time.perf_counter() - t0
 
 
