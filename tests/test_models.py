@@ -37,7 +37,11 @@ def test_demo_embedder_round_trips_and_gives_unit_features(tiny_clip, tmp_path):
     t = back.text_features(CAPTIONS[:2])
     assert t.shape == (2, 32) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
     p = back.patch_tokens(imgs)
-    assert p.shape == (3, 64, 32)
+    assert p.shape == (3, 64, 32) and back.patch_grid == (8, 8)
+    # patches in the joint space: the pooling head applied to each token, unit norm
+    flat = np.full((1, 64, 64, 3), 120, np.uint8)
+    pe = back.patch_embeddings(flat)
+    assert pe.shape == (1, 64, 32) and np.allclose(np.linalg.norm(pe, axis=-1), 1, atol=1e-5)
     assert back.model_id == "test/tiny-clip"
     # the differentiable path gives the same features
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
@@ -66,7 +70,10 @@ def test_hugging_face_clip_folder_loads_through_the_same_interface(tmp_path):
     t = emb.text_features(["a face", "a food"])
     assert f.shape == (2, 16) and t.shape == (2, 16)
     assert np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
-    assert emb.patch_tokens(_images(2, 40)).shape == (2, 16, 16)
+    # the vision tower's own tokens (hidden size) feed the attention encoder; projected patches are in the joint space
+    assert emb.patch_tokens(_images(2, 40)).shape == (2, 16, 32) and emb.patch_grid == (4, 4)
+    pe = emb.patch_embeddings(_images(2, 40))
+    assert pe.shape == (2, 16, 16) and np.allclose(np.linalg.norm(pe, axis=-1), 1, atol=1e-5)
 
 
 def test_captioner_round_trips_and_decodes_sentences(tiny_clip, tmp_path):

@@ -10,6 +10,8 @@
     python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
     python -m backend captions all              demo bank, BrainSCUBA + LaVCa captions, evaluation
     python -m backend captions search "food" [--semantic]
+    python -m backend attention fit|compare|evaluate   the attention-routing encoder vs ridge and ground truth
+    python -m backend attention map OUT.png --stim-id 7   every ROI's attention over one image
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
     python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
     python -m backend jobs submit world|encoders|captions; jobs list; jobs cancel ID; jobs worker
@@ -24,11 +26,11 @@ import argparse
 import sys
 
 from ..errors import VoxelScopeError
-from . import captions, datasets, demo, encoder, figure, info, jobs, models
+from . import attention, captions, datasets, demo, encoder, figure, info, jobs, models
 
 __all__ = ["main", "build_parser", "GROUPS"]
 
-GROUPS = (info, demo, datasets, models, encoder, captions, figure, jobs)
+GROUPS = (info, demo, datasets, models, encoder, captions, attention, figure, jobs)
 
 
 WORKSPACE_HELP = "workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)"

@@ -66,6 +66,31 @@ def stimulus_images(ws: Workspace, stim_ids, size: int | None = None) -> list[np
     return out
 
 
+def stimulus_masks(ws: Workspace, stim_ids) -> tuple[np.ndarray, pd.DataFrame]:
+    """Object masks of stimuli (worlds that have them: the demo world).
+
+    Returns
+    -------
+    masks : ndarray (n, H, W) uint8
+        0 = background, k = object ``obj == k`` of the image (later objects occlude earlier ones).
+    objects : DataFrame
+        ``stim_id, obj, category, area`` of those images.
+    """
+    ids = [int(i) for i in stim_ids]
+    names = set(ws.query("SELECT name FROM arrays").name)
+    if "stimuli_masks" not in names:
+        raise NotFoundError(f"workspace {ws.path} has no object masks (only the demo world has them)")
+    idx = ws.query("SELECT stim_id, image_index FROM stimuli WHERE stim_id IN (SELECT unnest(?::INTEGER[]))",
+                   [ids]).set_index("stim_id")
+    missing = sorted(set(ids) - set(idx.index))
+    if missing:
+        raise NotFoundError(f"stimuli {missing[:5]} are not in workspace {ws.path}")
+    masks = np.asarray(ws.array("stimuli_masks")[idx.loc[ids].image_index.to_numpy()])
+    objects = ws.query("SELECT stim_id, obj, category, area FROM stimulus_objects "
+                       "WHERE stim_id IN (SELECT unnest(?::INTEGER[])) ORDER BY stim_id, obj", [ids])
+    return masks, objects
+
+
 def captions(ws: Workspace, stim_ids) -> dict[int, list[str]]:
     """{stim_id: its captions in order} for ``stim_ids`` (an empty list for images without captions)."""
     ids = [int(i) for i in stim_ids]

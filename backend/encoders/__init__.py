@@ -1,15 +1,19 @@
 """Voxel-wise encoders: from stimulus features to each voxel's response.
 
-* :mod:`.features` - stimulus embeddings cached per embedder, and contrast energy of stimuli;
+* :mod:`.features` - stimulus embeddings and patch tokens cached per embedder, and contrast energy of stimuli;
 * :mod:`.ridge` - ridge regression with per-voxel cross-validated regularisation (one SVD serves every alpha);
 * :mod:`.voxelwise` - fit, evaluate on the shared test images and store a subject's encoder; ``encoder_weights``
-  gives its weights in embedding space, the object the paper methods work with.
-
-Room is left for the attention-routing transformer encoder (``attention.py``).
+  gives its weights in embedding space, the object the paper methods work with;
+* :mod:`.attention` - the transformer encoder with attention routing (Adeli et al.): one learned query per ROI
+  and hemisphere attends over the patch tokens; each voxel reads its ROI's token.
 """
-from .features import contrast_energy_matrix, stimulus_features, stored_features
+from .attention import (AttentionConfig, AttentionEncoder, attention_key, fit_attention_encoder,
+                        fit_attention_encoders, load_attention_encoder, voxel_queries)
+from .features import contrast_energy_matrix, stimulus_features, stimulus_patch_tokens, stored_features
 from .ridge import fit_ridge_cv, pearson_columns, r2_columns
 from .voxelwise import design_matrices, encoder_weights, fit_encoder, fit_encoders
 
-__all__ = ["stimulus_features", "stored_features", "contrast_energy_matrix", "fit_ridge_cv", "pearson_columns",
-           "r2_columns", "fit_encoder", "fit_encoders", "encoder_weights", "design_matrices"]
+__all__ = ["stimulus_features", "stimulus_patch_tokens", "stored_features", "contrast_energy_matrix", "fit_ridge_cv",
+           "pearson_columns", "r2_columns", "fit_encoder", "fit_encoders", "encoder_weights", "design_matrices",
+           "AttentionConfig", "AttentionEncoder", "attention_key", "fit_attention_encoder", "fit_attention_encoders",
+           "load_attention_encoder", "voxel_queries"]

@@ -113,7 +113,9 @@ class Embedder:
     """The interface every image/text embedder offers.
 
     Images are uint8 RGB (n, H, W, 3); every feature is unit-normalised in the joint image-text space:
-    ``image_features`` (n, dim), ``text_features`` (n, dim), ``patch_tokens`` (n, n_patches, dim);
+    ``image_features`` (n, dim), ``text_features`` (n, dim), ``patch_embeddings`` (n, n_patches, dim);
+    ``patch_tokens`` (n, n_patches, token dim) are the tower's own patch tokens (the attention encoder's input), on a
+    ``patch_grid`` of (rows, columns);
     ``image_features_torch`` is the differentiable path for methods that optimise images.
     """
 
@@ -128,6 +130,16 @@ class Embedder:
         raise NotImplementedError
 
     def patch_tokens(self, images, batch_size: int = 256) -> np.ndarray:  # (n, n_patches, dim)
+        raise NotImplementedError
+
+    def patch_embeddings(self, images, batch_size: int = 256) -> np.ndarray:  # (n, n_patches, dim), unit norm
+        """Each patch token taken to the joint image-text space the way the pooled token is (BrainSAIL's dense
+        features): an encoder fitted on ``image_features`` can be applied to every patch."""
+        raise NotImplementedError
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the patch grid, row-major as in ``patch_tokens``."""
         raise NotImplementedError
 
     def unknown_words(self, text: str) -> list[str]:
@@ -178,20 +190,31 @@ class DemoClip(Embedder):
         self.tokenizer.save_pretrained(folder)
 
     @torch.no_grad()
-    def _images(self, images, batch_size, want_tokens: bool):
+    def _images(self, images, batch_size, what: str):
         arr = _to_uint8_batch(images)
         out = []
         for a in range(0, len(arr), batch_size):
             x = self.model.preprocess(torch.from_numpy(arr[a:a + batch_size]).to(self.device))
             tokens, pooled = self.model.image(x)
-            out.append((F.normalize(tokens, dim=-1) if want_tokens else F.normalize(pooled, dim=-1)).cpu())
+            # "patches" in the joint space: the pooling head applied to each token (the pooled embedding is
+            # pool(mean of tokens) plus a global position code, which no single patch has)
+            f = {"pooled": pooled, "tokens": tokens, "patches": self.model.image.pool(tokens)}[what]
+            out.append(F.normalize(f, dim=-1).cpu())
         return torch.cat(out).numpy()
 
     def image_features(self, images, batch_size: int = 256) -> np.ndarray:
-        return self._images(images, batch_size, False)
+        return self._images(images, batch_size, "pooled")
 
     def patch_tokens(self, images, batch_size: int = 256) -> np.ndarray:
-        return self._images(images, batch_size, True)
+        return self._images(images, batch_size, "tokens")
+
+    def patch_embeddings(self, images, batch_size: int = 256) -> np.ndarray:
+        return self._images(images, batch_size, "patches")
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        g = self.model.config["image_size"] // 8  # three stride-2 stages
+        return g, g
 
     @torch.no_grad()
     def text_features(self, texts, batch_size: int = 256) -> np.ndarray:
@@ -257,13 +280,25 @@ class HFClipEmbedder(Embedder):
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
     @torch.no_grad()
-    def patch_tokens(self, images, batch_size: int = 64) -> np.ndarray:
+    def _patches(self, images, batch_size: int, project: bool) -> np.ndarray:
         out = []
         for px in self._pixel_batches(images, batch_size):
-            h = self.model.vision_model(pixel_values=px).last_hidden_state[:, 1:]
-            h = self.model.visual_projection(self.model.vision_model.post_layernorm(h))
-            out.append(F.normalize(h, dim=-1).cpu())
+            h = self.model.vision_model.post_layernorm(self.model.vision_model(pixel_values=px).last_hidden_state[:, 1:])
+            out.append(F.normalize(self.model.visual_projection(h) if project else h, dim=-1).cpu())
         return torch.cat(out).numpy()
+
+    def patch_tokens(self, images, batch_size: int = 64) -> np.ndarray:
+        """The vision tower's last-layer patch tokens (layer-normed; hidden size), as the attention encoder reads them."""
+        return self._patches(images, batch_size, project=False)
+
+    def patch_embeddings(self, images, batch_size: int = 64) -> np.ndarray:
+        return self._patches(images, batch_size, project=True)
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        c = self.model.config.vision_config
+        g = c.image_size // c.patch_size
+        return g, g
 
     def image_features_torch(self, x01: torch.Tensor) -> torch.Tensor:
         size = self.processor.image_processor.crop_size["height"]

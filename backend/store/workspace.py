@@ -94,6 +94,9 @@ CREATE TABLE IF NOT EXISTS caption_eval (
     PRIMARY KEY (subject, method, voxel));
 CREATE TABLE IF NOT EXISTS caption_index (
     caption VARCHAR PRIMARY KEY, row INTEGER, model_id VARCHAR, run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS attention_encoders (
+    subject VARCHAR, feature_key VARCHAR, model_id VARCHAR, run_id VARCHAR, path VARCHAR, n_train INTEGER,
+    n_test INTEGER, PRIMARY KEY (subject, feature_key));
 CREATE TABLE IF NOT EXISTS voxel_encoding (
     subject VARCHAR, feature_key VARCHAR, voxel INTEGER, alpha REAL, r_test REAL, r2_test REAL, r2_nc REAL,
     PRIMARY KEY (subject, feature_key, voxel));
@@ -343,7 +346,13 @@ class WriteTransaction:
 
     def new_array_path(self, name: str) -> Path:
         """A fresh file path for array ``name`` (never overwrites a file that a committed row references)."""
-        p = self.ws.arrays_dir / f"{name}.{uuid.uuid4().hex[:8]}.npy"
+        return self.new_file_path(name, ".npy")
+
+    def new_file_path(self, name: str, suffix: str) -> Path:
+        """A fresh path in the workspace's ``arrays/`` folder for a file this write creates (model weights, ...);
+        removed again if the write does not commit."""
+        self.ws.arrays_dir.mkdir(parents=True, exist_ok=True)
+        p = self.ws.arrays_dir / f"{name}.{uuid.uuid4().hex[:8]}{suffix}"
         self.new_files.append(p)
         return p
 
@@ -363,6 +372,12 @@ class WriteTransaction:
                          [name, str(path.relative_to(self.ws.path)), json.dumps(list(arr.shape)), str(arr.dtype),
                           run_id, description])
 
+    def put_file(self, name: str, path: Path, run_id: str, description: str = "") -> None:
+        """Register a file written to a :meth:`new_file_path` (model weights, ...) under ``name``."""
+        self.sql("DELETE FROM arrays WHERE name = ?", [name])
+        self.sql("INSERT INTO arrays VALUES (?, ?, ?, ?, ?, ?)",
+                 [name, str(path.relative_to(self.ws.path)), "", path.suffix.lstrip("."), run_id, description])
+
     def insert_df(self, table: str, df) -> None:
         """Append a DataFrame whose columns match ``table``'s, by name."""
         self.con.register("_df", df)
@@ -380,9 +395,10 @@ class WriteTransaction:
     def remove_orphans(self) -> None:
         """Delete array files that no committed row references (left by an interrupted writer)."""
         ref = self._referenced()
-        for p in self.ws.arrays_dir.glob("*.npy"):
-            if p.resolve() not in ref:
-                p.unlink()
+        for pattern in ("*.npy", "*.safetensors"):
+            for p in self.ws.arrays_dir.glob(pattern):
+                if p.resolve() not in ref:
+                    p.unlink()
 
     def remove_orphans_after_commit(self) -> None:
         """Best effort: if a reader has the file open right now, the next writer cleans up instead (the data

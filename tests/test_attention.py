@@ -1,0 +1,152 @@
+"""The attention encoder (Adeli et al.): routing, storage, determinism, and attention held to the world's masks."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from backend.attention import (accuracy_vs_ridge, attention_ground_truth, attention_maps, centre_of_mass,
+                               dense_maps, expected_quadrant, to_distribution)
+from backend.encoders.attention import (AttentionConfig, _build, fit_attention_encoder, load_attention_encoder,
+                                        voxel_queries)
+from backend.errors import InvalidInputError
+
+FAST = AttentionConfig(d_model=32, heads=2, ffn=64, max_epochs=6, patience=3, seed=0)
+
+
+def test_queries_follow_rois_hemispheres_streams_and_small_rois():
+    vox = pd.DataFrame({"hemi": ["lh", "lh", "rh", "rh", "lh", "lh"],
+                        "roi": ["FFA-1", "FFA-1", "FFA-1", "V1v", None, "VWFA-2"]})
+    names, idx = voxel_queries(vox, "rois")
+    assert [names[i] for i in idx] == ["FFA-1 lh", "FFA-1 lh", "FFA-1 rh", "V1v rh", "outside ROIs lh", "VWFA-2 lh"]
+    names, idx = voxel_queries(vox, "streams")
+    assert [names[i] for i in idx] == ["ventral lh", "ventral lh", "ventral rh", "early rh", "outside ROIs lh",
+                                       "ventral lh"]
+    names, idx = voxel_queries(vox, "voxels", voxel_query_max=1)  # ROIs of one voxel get a query per voxel
+    assert names[idx[0]] == names[idx[1]] == "FFA-1 lh" and names[idx[5]] == "VWFA-2 lh #5"
+    with pytest.raises(InvalidInputError, match="query mode"):
+        voxel_queries(vox, "pixels")
+
+
+def test_a_voxel_reads_only_its_own_rois_token():
+    torch.manual_seed(0)
+    qidx = np.array([0, 0, 1, 2, 2, 2])
+    model = _build(12, 3, qidx, (4, 4), AttentionConfig(d_model=16, heads=2, ffn=32, dropout=0.0)).eval()
+    x = torch.randn(5, 16, 12)
+    pred, attn = model(x)
+    assert pred.shape == (5, 6) and attn[0].shape == (5, 2, 3, 16)
+    assert torch.allclose(attn[0].sum(-1), torch.ones(5, 2, 3), atol=1e-5)  # a distribution over the patches
+    with torch.no_grad():
+        model.query[1] += 1.0  # change what query 1 asks: only its voxel (index 2) may change
+    pred2, _ = model(x)
+    changed = (pred2 - pred).abs().amax(0) > 1e-6
+    assert changed.tolist() == [False, False, True, False, False, False]
+
+
+def test_bad_configurations_are_refused_with_the_field_named():
+    with pytest.raises(InvalidInputError, match="d_model"):
+        AttentionConfig(d_model=30, heads=4).check()
+    with pytest.raises(InvalidInputError, match="query_mode"):
+        AttentionConfig(query_mode="pixels").check()
+
+
+@pytest.fixture(scope="module")
+def attention_world(tiny_ws, tmp_path_factory):
+    """The tiny world with the shipped embedder's patch tokens, ridge encoders, and an attention encoder of subj01."""
+    from backend.encoders import fit_encoders
+    from backend.encoders.features import stimulus_patch_tokens
+    from backend.models import load_role, model_config
+    from backend.store import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("att") / "ws")
+    shutil.copytree(tiny_ws.path, ws.path)
+    fit_encoders(ws, ["subj01"])
+    cfg = model_config()
+    emb = load_role("embedder", config=cfg)
+    tokens, key = stimulus_patch_tokens(ws, emb, cfg["embedder"]["path"])
+    summary = fit_attention_encoder(ws, "subj01", tokens, key, emb.model_id, emb.patch_grid, FAST)
+    return ws, emb, tokens, key, summary
+
+
+def test_the_encoder_is_stored_with_its_run_and_reloads_to_the_same_predictions(attention_world):
+    ws, emb, tokens, key, summary = attention_world
+    run = ws.query("SELECT method, parameters, seed FROM runs WHERE run_id = ?", [summary["run"]]).iloc[0]
+    assert run.method == "encoder-attention" and run.seed == 0 and '"query_mode": "rois"' in run.parameters
+    enc = load_attention_encoder(ws, "subj01")
+    assert enc.info["run"] == summary["run"] and enc.grid == emb.patch_grid
+    vox = ws.query("SELECT count(*) AS n FROM voxels WHERE subject = 'subj01'").n.iloc[0]
+    stored = ws.query("SELECT r_test FROM voxel_encoding WHERE subject = 'subj01' AND feature_key = ? ORDER BY voxel",
+                      [f"attention:{key}"])
+    assert len(stored) == vox
+    # the reloaded encoder reproduces the stored test accuracy
+    from backend.encoders import design_matrices, pearson_columns
+
+    _, _, Xte, Yte, _ = design_matrices(ws, "subj01", tokens)
+    r = pearson_columns(Yte, enc.predict(np.asarray(Xte, np.float32)))
+    assert np.allclose(r, stored.r_test.to_numpy(), atol=1e-4, equal_nan=True)
+    table = accuracy_vs_ridge(ws, "subj01")
+    assert {"FFA-1", "V1v"} <= set(table.ROI) and table[["ridge", "attention"]].notna().all().all()
+
+
+def test_training_is_deterministic_with_a_seed(attention_world, tmp_path):
+    ws, emb, tokens, key, summary = attention_world
+    from backend.store import Workspace
+
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(ws.path, copy.path)
+    again = fit_attention_encoder(copy, "subj01", tokens, key, emb.model_id, emb.patch_grid, FAST)
+    a, b = load_attention_encoder(ws, "subj01"), load_attention_encoder(copy, "subj01")
+    assert again["epochs"] == summary["epochs"]
+    for (n, p), (_, q) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_face_attention_lands_on_faces_more_than_chance(attention_world):
+    ws, emb, tokens, _, _ = attention_world
+    enc = load_attention_encoder(ws, "subj01")
+    table = attention_ground_truth(ws, "subj01", enc, tokens)
+    faces = table[(table.category == "face") & (table.method == "attention")]
+    assert len(faces) and faces.images.min() >= 3
+    assert (faces.score > faces.chance).mean() >= 0.5, faces  # most face ROIs look at faces more than chance
+    assert faces.score.mean() > faces.chance.mean()
+
+
+def test_maps_are_distributions_on_the_patch_grid_and_dense_maps_follow_a_shift(attention_world):
+    ws, emb, tokens, _, _ = attention_world
+    enc = load_attention_encoder(ws, "subj01")
+    maps, pred = attention_maps(enc, np.asarray(tokens[:2], np.float32))
+    assert maps.shape == (2, len(enc.names), *emb.patch_grid) and np.allclose(maps.sum((2, 3)), 1, atol=1e-5)
+    assert pred.shape[0] == 2
+    # dense maps with an embedder whose patch "embedding" is the patch's brightness: the averaged views (shifted
+    # and mirrored, each taken back to the image frame) must put the map on the bright square, wherever it is
+    class Brightness:
+        patch_grid = (8, 8)
+
+        def patch_embeddings(self, images):
+            x = np.asarray(images, np.float32).mean(-1) / 255  # (n, 64, 64)
+            return x.reshape(len(x), 8, 8, 8, 8).mean((2, 4)).reshape(len(x), 64, 1)
+
+    img = np.zeros((2, 64, 64, 3), np.uint8)
+    img[0, 8:24, 8:24] = 255  # top left
+    img[1, 36:60, 40:56] = 255  # bottom right
+    d = dense_maps(Brightness(), np.ones(1), img)
+    assert d.shape == (2, 1, 64, 64)
+    for i, (ys, xs) in enumerate([(slice(8, 24), slice(8, 24)), (slice(36, 60), slice(40, 56))]):
+        inside = np.zeros((64, 64), bool)
+        inside[ys, xs] = True
+        assert to_distribution(d[i, 0])[inside].sum() > 0.7  # the rest: bilinear blur of an 8-pixel grid
+        x, y = centre_of_mass(to_distribution(d[i, 0]))  # image units: x to the right, y up
+        cx, cy = (xs.start + xs.stop) / 64 - 1, 1 - (ys.start + ys.stop) / 64
+        assert abs(x - cx) < 0.08 and abs(y - cy) < 0.08, (x, y, cx, cy)
+
+
+def test_quadrant_conventions_match_the_worlds_receptive_fields(tiny_ws):
+    df = tiny_ws.query("SELECT v.roi, v.hemi, median(t.prf_x) AS x, median(t.prf_y) AS y FROM voxels v "
+                       "JOIN voxel_truth t USING (subject, voxel) WHERE v.roi IN ('V1d', 'V1v', 'V2d', 'V3v', 'hV4') "
+                       "GROUP BY ALL")
+    for r in df.itertuples():
+        ex, ey = expected_quadrant(r.roi, r.hemi)
+        assert np.sign(r.x) == ex and (ey == 0 or np.sign(r.y) == ey), r
