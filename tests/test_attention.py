@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -150,3 +151,42 @@ def test_quadrant_conventions_match_the_worlds_receptive_fields(tiny_ws):
     for r in df.itertuples():
         ex, ey = expected_quadrant(r.roi, r.hemi)
         assert np.sign(r.x) == ex and (ey == 0 or np.sign(r.y) == ey), r
+
+
+def _page(ws, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(ws.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=240)
+    at.switch_page("views/attention.py").run()
+    return at
+
+
+def test_attention_page_shows_the_grid_for_a_dataset_image_and_refuses_a_bad_upload(attention_world, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    ws, *_ = attention_world
+    at = _page(ws, monkeypatch)
+    assert not at.exception, at.exception
+    at.text_input(key="att_q").set_value("face").run()
+    assert not at.exception, at.exception
+    assert any("Every ROI's attention over stimulus #" in h.value for h in at.subheader)
+    assert at.selectbox(key="att_roi").value.startswith("FFA-1")
+    # an upload that is not an image gets a message naming the file; a real one is drawn
+    at.radio(key="att_source").set_value("upload").run()
+    at.file_uploader(key="att_upload").set_value(("notes.png", b"not an image", "image/png")).run()
+    assert not at.exception and any("notes.png is not a readable PNG or JPEG" in e.value for e in at.error)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((80, 100, 3), 200, np.uint8)).save(buf, format="PNG")
+    at.file_uploader(key="att_upload").set_value(("grey.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any("Every ROI's attention over grey.png" in h.value for h in at.subheader)
+
+
+def test_attention_page_without_an_encoder_offers_the_job(tiny_ws, monkeypatch):
+    at = _page(tiny_ws, monkeypatch)
+    assert not at.exception, at.exception
+    assert any("No attention encoder is fitted yet" in i.value for i in at.info)
+    assert at.button(key="att_fit")

@@ -12,7 +12,7 @@ from ..store import Workspace, require_subject
 from .maps import attention_maps, dense_maps, roi_weight_vector, upsample
 
 __all__ = ["ImageAttention", "image_attention", "roi_dense_map", "roi_average_attention", "attention_grid_png",
-           "load_image_file"]
+           "map_overlay_png", "load_image_file"]
 
 
 @dataclass
@@ -124,6 +124,33 @@ def attention_grid_png(att: ImageAttention, names: list[str] | None = None, head
         ax.imshow(att.image)
         ax.imshow(m, cmap=cmap, alpha=alpha, vmin=0, vmax=max(float(m.max()), 1e-9))
         ax.set_title(f"{name} · {att.responses.get(name, float('nan')):+.2f}", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def map_overlay_png(image: np.ndarray, m: np.ndarray, title: str = "", alpha: float = 0.6, cmap: str = "inferno",
+                    size: float = 4.0, diverging: bool = False) -> bytes:
+    """One map (patch grid or image resolution) over the image, with a colour bar; PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = np.asarray(image).shape[:2]
+    up = upsample(m, (h, w)) if np.asarray(m).shape != (h, w) else np.asarray(m, np.float32)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    ax.imshow(image)
+    if diverging:
+        lim = float(np.abs(up).max()) or 1.0
+        im = ax.imshow(up, cmap="RdBu_r", alpha=alpha, vmin=-lim, vmax=lim)
+    else:
+        im = ax.imshow(up, cmap=cmap, alpha=alpha, vmin=float(up.min()), vmax=float(up.max()) or 1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

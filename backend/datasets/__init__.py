@@ -10,8 +10,8 @@
 """
 from .algonauts import AlgonautsFormatError, import_algonauts
 from .nsd import ImportReport, NSDFormatError, import_nsd
-from .reading import (captions, sample_stimulus_ids, stimulus_images, stimulus_masks, subject_betas,
+from .reading import (captions, find_stimuli, sample_stimulus_ids, stimulus_images, stimulus_masks, subject_betas,
                       subject_voxels)
 
 __all__ = ["import_nsd", "import_algonauts", "ImportReport", "NSDFormatError", "AlgonautsFormatError",
-           "stimulus_images", "stimulus_masks", "captions", "subject_betas", "subject_voxels", "sample_stimulus_ids"]
+           "stimulus_images", "stimulus_masks", "find_stimuli", "captions", "subject_betas", "subject_voxels", "sample_stimulus_ids"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import NotFoundError
+from ..errors import InvalidInputError, NotFoundError
 from ..store import Workspace, require_subject, stimulus_ids
 
 __all__ = ["stimulus_images", "captions", "subject_voxels", "subject_betas", "sample_stimulus_ids"]
@@ -64,6 +64,23 @@ def stimulus_images(ws: Workspace, stim_ids, size: int | None = None) -> list[np
         for f in h5.values():
             f.close()
     return out
+
+
+def find_stimuli(ws: Workspace, words: str, subject: str | None = None, split: str | None = None,
+                 limit: int = 50) -> pd.DataFrame:
+    """Stimuli whose captions contain every word of ``words`` (case-insensitive), optionally among the images a
+    subject saw (``split``: train / test): ``stim_id`` and one matching ``caption``, at most ``limit``."""
+    terms = [w for w in words.lower().split() if w]
+    if not terms:
+        raise InvalidInputError("type one or more words to look for in the image captions, e.g. 'face house'")
+    cond = " AND ".join(["lower(c.caption) LIKE ?"] * len(terms))
+    args = [f"%{t}%" for t in terms]
+    sql = f"SELECT c.stim_id, min(c.caption) AS caption FROM captions c WHERE {cond}"
+    if subject:
+        sql += " AND c.stim_id IN (SELECT stim_id FROM subject_stimuli WHERE subject = ?" + \
+               (" AND split = ?)" if split else ")")
+        args += [require_subject(ws, subject)] + ([split] if split else [])
+    return ws.query(sql + " GROUP BY c.stim_id ORDER BY c.stim_id LIMIT ?", args + [int(limit)])
 
 
 def stimulus_masks(ws: Workspace, stim_ids) -> tuple[np.ndarray, pd.DataFrame]:

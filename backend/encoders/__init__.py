@@ -7,7 +7,7 @@
 * :mod:`.attention` - the transformer encoder with attention routing (Adeli et al.): one learned query per ROI
   and hemisphere attends over the patch tokens; each voxel reads its ROI's token.
 """
-from .attention import (AttentionConfig, AttentionEncoder, attention_key, fit_attention_encoder,
+from .attention import (AttentionConfig, attention_encoders, AttentionEncoder, attention_key, fit_attention_encoder,
                         fit_attention_encoders, load_attention_encoder, voxel_queries)
 from .features import contrast_energy_matrix, stimulus_features, stimulus_patch_tokens, stored_features
 from .ridge import fit_ridge_cv, pearson_columns, r2_columns
@@ -16,4 +16,4 @@ from .voxelwise import design_matrices, encoder_weights, fit_encoder, fit_encode
 __all__ = ["stimulus_features", "stimulus_patch_tokens", "stored_features", "contrast_energy_matrix", "fit_ridge_cv",
            "pearson_columns", "r2_columns", "fit_encoder", "fit_encoders", "encoder_weights", "design_matrices",
            "AttentionConfig", "AttentionEncoder", "attention_key", "fit_attention_encoder", "fit_attention_encoders",
-           "load_attention_encoder", "voxel_queries"]
+           "load_attention_encoder", "voxel_queries", "attention_encoders"]

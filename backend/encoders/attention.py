@@ -30,7 +30,7 @@ from ..store import ProgressFn, Workspace, report, require_subject
 from ..surface.rois import EARLY_ROIS
 from .ridge import pearson_columns, r2_columns
 
-__all__ = ["AttentionConfig", "QUERY_MODES", "STREAMS", "voxel_queries", "fit_attention_encoder",
+__all__ = ["attention_encoders", "AttentionConfig", "QUERY_MODES", "STREAMS", "voxel_queries", "fit_attention_encoder",
            "fit_attention_encoders", "load_attention_encoder", "AttentionEncoder", "attention_key"]
 
 QUERY_MODES = ("rois", "streams", "voxels")
@@ -348,6 +348,12 @@ def _store(ws, subject, model, names, qidx, grid, cfg, patch_key, model_id, y_me
                                                      "alpha": np.nan, "r_test": r, "r2_test": r2, "r2_nc": r2_nc}))
     report(progress, "Storing attention encoder", 1, 1)
     return run
+
+
+def attention_encoders(ws: Workspace) -> pd.DataFrame:
+    """The stored attention encoders: subject, feature_key, model_id, run_id, n_train, n_test (newest first)."""
+    return ws.query("SELECT subject, feature_key, model_id, run_id, n_train, n_test FROM attention_encoders "
+                    "ORDER BY run_id DESC")
 
 
 def load_attention_encoder(ws: Workspace, subject: str, patch_key: str | None = None,

@@ -14,7 +14,7 @@ from ..store import Workspace, has_encoder, one_connection, voxel_table
 from ..surface.overlay import Overlay
 from ..surface.rois import HEMIS, ROI_COLOURS
 
-__all__ = ["OVERLAYS", "overlay", "roi_overlay", "scatter_to_vertices"]
+__all__ = ["OVERLAYS", "overlay", "roi_overlay", "scatter_to_vertices", "predicted_overlay"]
 
 # name -> (label, needs an encoder)
 OVERLAYS = {
@@ -36,6 +36,16 @@ def scatter_to_vertices(vox: pd.DataFrame, values: np.ndarray, n_vertices: dict[
         arr[vox.vertex.to_numpy()[m]] = values[m]
         out[h] = arr
     return out
+
+
+def predicted_overlay(ws: Workspace, subject: str, predicted: np.ndarray, n_vertices: dict[str, int],
+                      label: str = "Predicted response") -> Overlay:
+    """An image's predicted response of every voxel (e.g. from the attention encoder) as a diverging overlay."""
+    vox = ws.query("SELECT hemi, vertex FROM voxels WHERE subject = ? ORDER BY voxel", [subject])
+    if len(vox) != len(predicted):
+        raise InvalidInputError(f"{len(predicted)} predicted values for {len(vox)} voxels of {subject}")
+    return Overlay("predicted", label, scatter_to_vertices(vox, np.asarray(predicted, np.float64), n_vertices),
+                   cmap="RdBu_r", symmetric=True, units="z")
 
 
 def roi_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> Overlay:

@@ -65,9 +65,18 @@ def _captions(ws: Workspace, params: dict, progress) -> list[str]:
     return [r["run"] for s in res["captions"].values() for r in s.values()]
 
 
+def _attention(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..encoders import AttentionConfig, fit_attention_encoders
+
+    cfg = AttentionConfig(**params.get("config", {}))
+    return [r["run"] for r in fit_attention_encoders(ws, params.get("subjects"), cfg, device=params.get("device", "cpu"),
+                                                     only_missing=True, progress=progress)]
+
+
 # name -> (label, function(ws, params, progress) -> run ids)
 JOB_KINDS = {"world": ("Build the demo world", _world), "encoders": ("Fit the voxel encoders", _encoders),
-             "captions": ("Caption every voxel", _captions)}
+             "captions": ("Caption every voxel", _captions),
+             "attention": ("Fit the attention encoders", _attention)}
 
 
 # ------------------------------------------------------------------------------------------ the jobs table

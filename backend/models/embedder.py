@@ -194,7 +194,7 @@ class DemoClip(Embedder):
         arr = _to_uint8_batch(images)
         out = []
         for a in range(0, len(arr), batch_size):
-            x = self.model.preprocess(torch.from_numpy(arr[a:a + batch_size]).to(self.device))
+            x = self.model.preprocess(torch.from_numpy(np.array(arr[a:a + batch_size])).to(self.device))
             tokens, pooled = self.model.image(x)
             # "patches" in the joint space: the pooling head applied to each token (the pooled embedding is
             # pool(mean of tokens) plus a global position code, which no single patch has)

@@ -1,0 +1,157 @@
+"""Attention: where each ROI looks in an image (the attention-routing encoder), dense selectivity maps, and the
+image's predicted response on the cortex. All computation is in backend.attention and backend.encoders."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from backend.attention import (accuracy_vs_ridge, attention_grid_png, image_attention, load_image_file,
+                               map_overlay_png, roi_average_attention, roi_dense_map)
+from backend.datasets import find_stimuli, stimulus_images
+from backend.encoders import attention_encoders, encoder_weights, load_attention_encoder
+from backend.errors import VoxelScopeError
+from backend.explore import predicted_overlay
+from backend.jobs import ensure_job
+from backend.surface import viewer_message
+from views import _explore as ex
+from views._state import db_stamp, preparation_checklist, workspace, workspace_busy
+from views._surface import STATIC_URL, surface_and_files, surface_viewer
+
+ws = workspace()
+st.title("Attention maps")
+st.caption("Where does each region look? A transformer encoder with attention routing (Adeli et al.) gives every "
+           "ROI of each hemisphere a learned query that attends over the image's patches; each voxel reads its "
+           "ROI's token. The maps show that attention, next to each ROI's predicted response.")
+if workspace_busy(ws):
+    st.warning(f"The workspace `{ws.path}` is being written by another process. Reload in a minute.")
+    st.stop()
+if not ws.exists:
+    st.info("No world loaded yet: open the Home page to build the demo world.")
+    st.stop()
+path, stamp = str(ws.path), db_stamp(ws)
+
+
+@st.cache_data(show_spinner=False)
+def fitted(path: str, stamp: float) -> list[str]:
+    return sorted(set(attention_encoders(ws).subject))
+
+
+@st.cache_resource(show_spinner="Loading the attention encoder…", max_entries=4)
+def encoder(path: str, stamp: float, subject: str):
+    return load_attention_encoder(ws, subject)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def patch_tokens(path: str, stamp: float):
+    from backend.encoders import stimulus_patch_tokens
+    from backend.models import model_config
+
+    return stimulus_patch_tokens(ws, ex.embedder(), model_config()["embedder"]["path"])[0]
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def comparison(path: str, stamp: float, subject: str) -> pd.DataFrame:
+    return accuracy_vs_ridge(ws, subject)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def dataset_image(path: str, stamp: float, stim_id: int):
+    return stimulus_images(ws, [stim_id])[0]
+
+
+subjects = ex.subjects(path, stamp)
+have = fitted(path, stamp)
+if not have:
+    st.info("No attention encoder is fitted yet. It trains on the patch tokens of the stimuli, for each subject "
+            "(about 10 minutes per demo subject on 2 CPU cores): `python -m backend attention fit`, or the button.")
+    if st.button("Fit attention encoders (a background job)", key="att_fit"):
+        ensure_job(ws, "attention")
+    preparation_checklist(ws)
+    st.stop()
+
+# ---------------------------------------------------------------- choose subject and image
+c = st.columns([1, 2, 3])
+subject = c[0].selectbox("Subject", [s for s in subjects if s in have], key="att_subject")
+source = c[1].radio("Image", ["from the dataset", "upload"], horizontal=True, key="att_source")
+image, label = None, ""
+with c[2]:
+    if source == "from the dataset":
+        q = st.text_input("Find images by caption words", "face house", key="att_q",
+                          help="images the subject saw whose captions contain every word")
+        try:
+            found = find_stimuli(ws, q, subject=subject)
+        except VoxelScopeError as exc:
+            st.error(str(exc))
+            found = pd.DataFrame(columns=["stim_id", "caption"])
+        if found.empty:
+            st.warning(f"No image of {subject} has a caption with every word of “{q}”.")
+        else:
+            pick = st.selectbox("Image", found.stim_id.tolist(), key="att_stim",
+                                format_func=lambda i: f"#{i}: {found.set_index('stim_id').caption[i]}")
+            image, label = dataset_image(path, stamp, int(pick)), f"stimulus #{pick}"
+    else:
+        up = st.file_uploader("PNG or JPEG", type=["png", "jpg", "jpeg"], key="att_upload")
+        if up is not None:
+            try:
+                image, label = load_image_file(up.getvalue(), up.name), up.name
+            except VoxelScopeError as exc:
+                st.error(str(exc))
+if image is None:
+    st.stop()
+
+enc = encoder(path, stamp, subject)
+o = st.columns([1, 1, 1, 3])
+head_names = ["mean of heads"] + [f"head {h + 1}" for h in range(enc.cfg.heads)]
+head_label = o[0].selectbox("Heads", head_names, key="att_head")
+head = None if head_label == head_names[0] else head_names.index(head_label) - 1
+alpha = o[1].slider("Opacity", 0.1, 1.0, 0.6, 0.05, key="att_alpha")
+cmap = o[2].selectbox("Colour map", ["inferno", "viridis", "magma", "jet"], key="att_cmap")
+
+att = image_attention(ws, subject, image, enc, ex.embedder())
+rois = [n for n in att.names if not n.startswith("outside")]
+grid = attention_grid_png(att, rois, head=head, alpha=alpha, cmap=cmap, columns=8, cell=1.8)
+st.subheader(f"Every ROI's attention over {label}")
+st.caption("Each panel: one ROI query of one hemisphere; the number is the ROI's mean predicted response (z). "
+           "Brighter = more attention (each map sums to 1 over the image).")
+st.image(grid, width="stretch")
+o[3].download_button("Export the grid (PNG)", grid, f"attention_{subject}_{label.replace(' ', '_')}.png",
+                     "image/png")
+
+# ---------------------------------------------------------------- one ROI in detail
+st.subheader("One ROI")
+roi_q = st.selectbox("ROI", rois, key="att_roi",
+                     index=next((i for i, n in enumerate(rois) if n.startswith("FFA-1")), 0))
+roi, hemi = roi_q.rsplit(" ", 1) if " #" not in roi_q else (roi_q.split(" ")[0], roi_q.split(" ")[1])
+d = st.columns(3)
+d[0].image(map_overlay_png(image, att.map_of(roi_q, head), f"{roi_q}: attention", alpha, cmap), width="stretch")
+try:
+    W = encoder_weights(ws, subject)[0]
+    dense = roi_dense_map(ws, subject, roi, hemi, image, ex.embedder(), W)
+    d[1].image(map_overlay_png(image, dense, f"{roi_q}: dense selectivity (ridge per patch)", alpha,
+                               diverging=True), width="stretch")
+except VoxelScopeError as exc:
+    d[1].info(f"No dense map: {exc}")
+avg, top_ids = roi_average_attention(ws, subject, roi_q, enc, patch_tokens(path, stamp), n_images=30)
+d[2].image(map_overlay_png(dataset_image(path, stamp, top_ids[0]), avg,
+                           f"{roi_q}: mean attention over its 30 top images", alpha, cmap), width="stretch")
+st.caption("Left: the query's attention over this image. Middle: the ROI's ridge encoder applied to every patch "
+           "embedding, averaged over shifted and mirrored views (BrainSAIL-style); red = predicted to drive the "
+           "ROI. Right: the query's attention averaged over the 30 training images its voxels respond to most "
+           "(shown over the first of them) — for early visual ROIs, the part of the visual field they represent.")
+
+# ---------------------------------------------------------------- the image's predicted response on the cortex
+left, right = st.columns([3, 2], gap="medium")
+with left:
+    st.markdown(f"**Predicted response to {label}** (every voxel of {subject})")
+    surface, files = surface_and_files(path, stamp)
+    ov = predicted_overlay(ws, subject, att.predicted, surface.n_vertices)
+    rois_ov = ex.overlay(path, stamp, subject, "rois", "", surface.n_vertices)
+    surface_viewer(viewer_message(surface, files, STATIC_URL, ov, rois_ov, view="ventral", height=420),
+                   key="att_viewer", on_pick=lambda: None)
+with right:
+    st.markdown("**Accuracy against ridge** (median R² / noise ceiling per ROI, shared test images)")
+    comp = comparison(path, stamp, subject)
+    st.bar_chart(comp.set_index("ROI")[["ridge", "attention"]], stack=False, height=380, sort=False)
+    st.dataframe(comp, hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(k, format="%.3f")
+                                for k in ("ridge", "attention", "attention - ridge")})
