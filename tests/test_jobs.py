@@ -55,7 +55,9 @@ def test_a_queued_job_runs_in_the_worker_and_records_what_it_wrote(worked):
     assert job["state"] == "done", job["error"]
     runs = json.loads(job["runs"])
     assert ws.exists and ws.query("SELECT method FROM runs WHERE run_id = ?", [runs[0]]).method.tolist() == ["demo-world"]
-    assert job["stage"] == "Writing workspace" and job["done"] == job["total"] == 1  # its last step, as the page shows
+    assert job["stage"] == "Drawing the ROI maps" and job["done"] == job["total"] == 2  # its last step, as shown
+    # the home page's ROI maps were drawn by the job: the page's first visit renders nothing
+    assert len(list((ws.path / "figures").glob("rois_subj0*.png"))) == 2
     assert job["started"] >= job["created"] and job["finished"] >= job["started"]
 
 

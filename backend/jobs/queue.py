@@ -45,8 +45,17 @@ class JobCancelled(Exception):
 def _world(ws: Workspace, params: dict, progress) -> list[str]:
     from ..datasets.demo import build_demo_world, default_config, tiny_config
 
+    from ..explore import cached_roi_map
+    from ..store import subjects
+
     cfg = (tiny_config if params.get("tiny") else default_config)(int(params.get("seed", 0)))
-    return [build_demo_world(ws, cfg, progress=progress)["run"]]
+    run = build_demo_world(ws, cfg, progress=progress)["run"]
+    names = subjects(ws)
+    for k, s in enumerate(names):  # the home page's ROI maps, so its first visit renders nothing
+        progress("Drawing the ROI maps", k, len(names))
+        cached_roi_map(ws, s)
+    progress("Drawing the ROI maps", len(names), len(names))
+    return [run]
 
 
 def _encoders(ws: Workspace, params: dict, progress) -> list[str]:
