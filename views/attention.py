@@ -12,7 +12,7 @@ from backend.encoders import attention_encoders, encoder_weights, load_attention
 from backend.errors import VoxelScopeError
 from backend.explore import predicted_overlay
 from backend.jobs import ensure_job
-from backend.surface import viewer_message
+from backend.surface import ROI_ORDER, viewer_message
 from views import _explore as ex
 from views._state import db_stamp, preparation_checklist, workspace, workspace_busy
 from views._surface import STATIC_URL, surface_and_files, surface_viewer
@@ -108,7 +108,9 @@ alpha = o[1].slider("Opacity", 0.1, 1.0, 0.6, 0.05, key="att_alpha")
 cmap = o[2].selectbox("Colour map", ["inferno", "viridis", "magma", "jet"], key="att_cmap")
 
 att = image_attention(ws, subject, image, enc, ex.embedder())
-rois = [n for n in att.names if not n.startswith("outside")]
+rank = {r: k for k, r in enumerate(ROI_ORDER)}  # the atlas order: early visual first, then faces, places, ...
+rois = sorted((n for n in att.names if not n.startswith("outside")),
+              key=lambda n: (rank.get(n.split(" ")[0], len(rank)), n))
 grid = attention_grid_png(att, rois, head=head, alpha=alpha, cmap=cmap, columns=8, cell=1.8)
 st.subheader(f"Every ROI's attention over {label}")
 st.caption("Each panel: one ROI query of one hemisphere; the number is the ROI's mean predicted response (z). "
