@@ -9,7 +9,6 @@ from backend.attention import (accuracy_vs_ridge, attention_grid_png, image_atte
                                map_overlay_png, roi_average_attention, roi_dense_map)
 from backend.datasets import find_stimuli, stimulus_images
 from backend.encoders import attention_encoders, encoder_weights, load_attention_encoder
-from backend.errors import VoxelScopeError
 from backend.explore import predicted_overlay
 from backend.jobs import ensure_job
 from backend.surface import ROI_ORDER, viewer_message
@@ -80,7 +79,7 @@ with c[2]:
                           help="images the subject saw whose captions contain every word")
         try:
             found = find_stimuli(ws, q, subject=subject)
-        except VoxelScopeError as exc:
+        except (ValueError, LookupError) as exc:  # the backend's InvalidInputError, NotFoundError
             st.error(str(exc))
             found = pd.DataFrame(columns=["stim_id", "caption"])
         if found.empty:
@@ -94,7 +93,7 @@ with c[2]:
         if up is not None:
             try:
                 image, label = load_image_file(up.getvalue(), up.name), up.name
-            except VoxelScopeError as exc:
+            except (ValueError, LookupError) as exc:  # the backend's InvalidInputError, NotFoundError
                 st.error(str(exc))
 if image is None:
     st.stop()
@@ -131,7 +130,7 @@ try:
     dense = roi_dense_map(ws, subject, roi, hemi, image, ex.embedder(), W)
     d[1].image(map_overlay_png(image, dense, f"{roi_q}: dense selectivity (ridge per patch)", alpha,
                                diverging=True), width="stretch")
-except VoxelScopeError as exc:
+except (ValueError, LookupError) as exc:  # the backend's InvalidInputError, NotFoundError
     d[1].info(f"No dense map: {exc}")
 avg, top_ids = roi_average_attention(ws, subject, roi_q, enc, patch_tokens(path, stamp), n_images=30)
 d[2].image(map_overlay_png(dataset_image(path, stamp, top_ids[0]), avg,
