@@ -203,3 +203,19 @@ def test_the_shipped_model_config_names_every_role_with_local_paths():
         assert cfg[role]["path"] and (cfg[role]["path"]).endswith(role)
     assert cfg["language_model"]["path"] == ""
     assert load_role("language_model", config=cfg) is None
+
+
+def test_a_channel_norm_image_tower_keeps_patch_tokens_local():
+    """With image_norm='channel' a token depends only on its receptive field: changing a far corner of the image
+    leaves it exactly as it was (GroupNorm's whole-image statistics reach every token)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    far = x.clone()
+    far[:, :, 48:, 48:] = torch.randn(1, 3, 16, 16)
+    for norm, local in (("channel", True), ("group", False)):
+        m = DemoClipModel(vocab=10, dim=16, width=8, text_layers=1, heads=2, image_norm=norm).eval()
+        with torch.no_grad():
+            a, b = m.image(x)[0][0, 0], m.image(far)[0][0, 0]  # the top-left token
+        assert torch.equal(a, b) is local, norm
+    with pytest.raises(ValueError, match="image_norm"):
+        DemoClipModel(vocab=10, dim=16, width=8, image_norm="batch")

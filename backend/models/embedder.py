@@ -28,13 +28,33 @@ __all__ = ["Embedder", "DemoClip", "HFClipEmbedder", "EMBEDDER_TYPES", "load_emb
 DEMO_TYPE = "voxelscope-demo-clip"
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels at each position: unlike GroupNorm it mixes nothing across positions, so a
+    patch token depends only on its receptive field."""
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    """``"group"``: GroupNorm(8) (statistics over the whole image); ``"channel"``: :class:`ChannelNorm`."""
+    if kind == "group":
+        return nn.GroupNorm(8, channels)
+    if kind == "channel":
+        return ChannelNorm(channels)
+    raise InvalidInputError(f"image_norm must be 'group' or 'channel', got {kind!r}")
+
+
 class ConvBlock(nn.Module):
-    """Conv 3x3 -> GroupNorm -> GELU."""
-    def __init__(self, cin: int, cout: int, stride: int):
+    """Conv 3x3 -> norm -> GELU, twice."""
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "group"):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(8, cout), nn.GELU(),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(8, cout), nn.GELU())
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), _norm(norm, cout), nn.GELU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), _norm(norm, cout), nn.GELU())
 
     def forward(self, x):
         return self.net(x)
@@ -43,12 +63,12 @@ class ConvBlock(nn.Module):
 class ConvImageTower(nn.Module):
     """64x64 image -> 8x8 grid of patch tokens (dim) and a pooled embedding (dim)."""
 
-    def __init__(self, width: int, dim: int):
+    def __init__(self, width: int, dim: int, norm: str = "group"):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, width, 4, 2, 1), nn.GroupNorm(8, width), nn.GELU(),  # 32x32
-                                 ConvBlock(width, 2 * width, 2),  # 16x16
-                                 ConvBlock(2 * width, 4 * width, 2),  # 8x8
-                                 ConvBlock(4 * width, 8 * width, 1))
+        self.net = nn.Sequential(nn.Conv2d(3, width, 4, 2, 1), _norm(norm, width), nn.GELU(),  # 32x32
+                                 ConvBlock(width, 2 * width, 2, norm),  # 16x16
+                                 ConvBlock(2 * width, 4 * width, 2, norm),  # 8x8
+                                 ConvBlock(4 * width, 8 * width, 1, norm))
         self.patch = nn.Conv2d(8 * width, dim, 1)
         self.pool = nn.Linear(dim, dim)
         # where things are: a small per-position code, flattened (mean pooling alone forgets position)
@@ -82,11 +102,11 @@ class TextTower(nn.Module):
 class DemoClipModel(nn.Module):
     """The demo dual encoder (conv image tower with patch tokens, transformer text tower), CLIP-style."""
     def __init__(self, vocab: int, dim: int = 256, width: int = 32, text_layers: int = 3, heads: int = 4,
-                 max_length: int = 32, image_size: int = 64):
+                 max_length: int = 32, image_size: int = 64, image_norm: str = "group"):
         super().__init__()
         self.config = dict(model_type=DEMO_TYPE, vocab=vocab, dim=dim, width=width, text_layers=text_layers,
-                           heads=heads, max_length=max_length, image_size=image_size)
-        self.image = ConvImageTower(width, dim)
+                           heads=heads, max_length=max_length, image_size=image_size, image_norm=image_norm)
+        self.image = ConvImageTower(width, dim, image_norm)
         self.text = TextTower(vocab, dim, text_layers, heads, max_length)
         self.logit_scale = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
 
@@ -169,6 +189,7 @@ class DemoClip(Embedder):
         folder = Path(folder)
         cfg = read_config(folder, DEMO_TYPE)
         kw = {k: cfg[k] for k in ("vocab", "dim", "width", "text_layers", "heads", "max_length", "image_size")}
+        kw["image_norm"] = cfg.get("image_norm", "group")  # folders saved before the option existed: GroupNorm
         model = DemoClipModel(**kw)
         state = load_file(str(need_file(folder, "model.safetensors")))
         try:

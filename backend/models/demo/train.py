@@ -68,7 +68,7 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
 
 
 def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batch: int = 128,
-                   progress: ProgressFn = None, log=print) -> dict:
+                   progress: ProgressFn = None, log=print, image_norm: str = "group") -> dict:
     """Contrastive (CLIP) training of the demo embedder; saves it to ``out``."""
     from ..embedder import DemoClip, DemoClipModel
     from ..tokenizer import WordTokenizer
@@ -76,7 +76,7 @@ def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batc
     _seed_everything(seed)
     captions = data["captions"]
     tok = WordTokenizer.train([c for cs in captions for c in cs])
-    model = DemoClipModel(vocab=len(tok))
+    model = DemoClipModel(vocab=len(tok), image_norm=image_norm)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     images = torch.from_numpy(data["images"])
     rng = np.random.default_rng(seed)
