@@ -151,8 +151,12 @@ with left:
                    key="att_viewer", on_pick=lambda: None)
 with right:
     st.markdown("**Accuracy against ridge** (median R² / noise ceiling per ROI, shared test images)")
-    comp = comparison(path, stamp, subject)
-    st.bar_chart(comp.set_index("ROI")[["ridge", "attention"]], stack=False, height=380, sort=False)
-    st.dataframe(comp, hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(k, format="%.3f")
-                                for k in ("ridge", "attention", "attention - ridge")})
+    try:
+        comp = comparison(path, stamp, subject)
+    except (ValueError, LookupError) as exc:  # e.g. no ridge encoder yet
+        st.info(str(exc))
+    else:
+        st.bar_chart(comp.set_index("ROI")[["ridge", "attention"]], stack=False, height=380, sort=False)
+        st.dataframe(comp, hide_index=True, width="stretch",
+                     column_config={k: st.column_config.NumberColumn(k, format="%.3f")
+                                    for k in ("ridge", "attention", "attention - ridge")})
