@@ -105,6 +105,35 @@ def test_training_is_deterministic_with_a_seed(attention_world, tmp_path):
         assert torch.equal(p, q), n
 
 
+def test_a_fit_killed_mid_epoch_resumes_from_its_last_epoch_to_the_same_weights(attention_world, tmp_path):
+    ws, emb, tokens, key, summary = attention_world
+    from backend.store import Workspace
+
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(ws.path, copy.path)
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_epoch_2(stage, done, total):
+        if stage == "subj01: attention encoder" and done > total / FAST.max_epochs + 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit_attention_encoder(copy, "subj01", tokens, key, emb.model_id, emb.patch_grid, FAST,
+                              progress=stop_in_epoch_2)
+    assert (copy.path / "staging" / "attention_subj01.ckpt").exists()
+    seen = []
+    again = fit_attention_encoder(copy, "subj01", tokens, key, emb.model_id, emb.patch_grid, FAST,
+                                  progress=lambda stage, done, total: seen.append((stage, done, total)))
+    train = [(d, t) for stage, d, t in seen if stage == "subj01: attention encoder"]
+    assert min(d for d, _ in train) > train[0][1] / FAST.max_epochs  # it started in epoch 2, not from scratch
+    assert again["epochs"] == summary["epochs"] and not (copy.path / "staging" / "attention_subj01.ckpt").exists()
+    a, b = load_attention_encoder(ws, "subj01"), load_attention_encoder(copy, "subj01")
+    for (n, p), (_, q) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
 def test_face_attention_lands_on_faces_more_than_chance(attention_world):
     ws, emb, tokens, _, _ = attention_world
     enc = load_attention_encoder(ws, "subj01")

@@ -225,11 +225,11 @@ class AttentionEncoder:
         return (pred, np.concatenate(attns)) if with_attention else pred
 
     def query_of(self, roi: str, hemi: str) -> int:
-        """The index of the query that serves ``roi`` in ``hemi`` (ROI or stream mode)."""
-        for cand in (f"{roi} {hemi}",):
-            if cand in self.names:
-                return self.names.index(cand)
-        raise NotFoundError(f"no query for {roi} {hemi} in this encoder (queries: {', '.join(self.names[:8])}, ...)")
+        """The index of the query named ``"<roi> <hemi>"`` (an ROI, or a stream in stream mode)."""
+        name = f"{roi} {hemi}"
+        if name not in self.names:
+            raise NotFoundError(f"no query {name!r} in this encoder (queries: {', '.join(self.names[:8])}, ...)")
+        return self.names.index(name)
 
 
 def _design(ws: Workspace, subject: str, tokens: np.ndarray):
@@ -244,6 +244,8 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
     """Train, evaluate and store the attention encoder of ``subject`` on stored patch tokens (n_stimuli, P, d).
 
     Returns a summary: run id, epochs trained, best validation loss, per-ROI median R^2/NC on the test images.
+    After every epoch the training state is saved in the workspace's ``staging/`` folder; a fit that was killed or
+    cancelled continues from its last finished epoch when run again with the same data and configuration.
     """
     import torch
 
@@ -252,6 +254,8 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
     Xtr, Ytr, Xte, Yte, _ = _design(ws, subject, tokens)
     if len(Xte) == 0:
         raise InvalidInputError(f"{subject} has no test images (split = 'test' in subject_stimuli)")
+    if not (np.isfinite(Ytr).all() and np.isfinite(Yte).all()):
+        raise InvalidInputError(f"{subject}'s betas contain NaN or inf; the attention encoder needs finite responses")
     vox = ws.query("SELECT voxel, hemi, roi, noise_ceiling_test FROM voxels WHERE subject = ? ORDER BY voxel",
                    [subject])
     names, qidx = voxel_queries(vox, cfg.query_mode, cfg.voxel_query_max)
@@ -285,8 +289,22 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
     steps = math.ceil(len(train) / cfg.batch_size)
     stage = f"{subject}: attention encoder"
     history = []
+    ckpt = ws.path / "staging" / f"attention_{subject}.ckpt"
+    ident = {"config": asdict(cfg), "features": patch_key, "n_train": int(len(Xtr)), "grid": list(grid)}
+    start = 1
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state.get("ident") == ident:  # the same fit: continue after its last finished epoch
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            best, best_state, best_epoch, bad = state["best"], state["best_state"], state["best_epoch"], state["bad"]
+            history, start = state["history"], state["epoch"] + 1
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
     model.train()
-    for epoch in range(1, cfg.max_epochs + 1):
+    for epoch in range(start, cfg.max_epochs + 1):
+        if bad >= cfg.patience:
+            break
         for k, (x, y) in enumerate(batches(train, True)):
             loss = ((model(x)[0] - y) ** 2).mean()
             opt.zero_grad()
@@ -300,8 +318,14 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
             best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
         else:
             bad += 1
-            if bad >= cfg.patience:
-                break
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"ident": ident, "model": model.state_dict(), "opt": opt.state_dict(), "best": best,
+                    "best_state": best_state, "best_epoch": best_epoch, "bad": bad, "history": history,
+                    "epoch": epoch, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+        tmp.replace(ckpt)
+        if bad >= cfg.patience:
+            break
     model.load_state_dict(best_state)
     enc = AttentionEncoder(model, names, qidx, grid, cfg, {}, y_mean, y_std, device)
     pred = enc.predict(Xte)
@@ -312,6 +336,7 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
     run = _store(ws, subject, model, names, qidx, grid, cfg, patch_key, model_id, y_mean, y_std, r, r2, r2_nc, vox,
            dict(n_train=int(len(train)), n_val=int(len(val)), n_test=int(len(Xte)), epochs=len(history),
                 best_epoch=best_epoch, val_history=history), progress)
+    ckpt.unlink(missing_ok=True)
     df = pd.DataFrame({"roi": vox.roi.fillna(""), "r2_nc": r2_nc})
     return {"subject": subject, "run": run, "epochs": len(history), "best_epoch": best_epoch,
             "best_val_loss": best, "n_queries": len(names),
