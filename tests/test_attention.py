@@ -219,3 +219,24 @@ def test_attention_page_without_an_encoder_offers_the_job(tiny_ws, monkeypatch):
     assert not at.exception, at.exception
     assert any("No attention encoder is fitted yet" in i.value for i in at.info)
     assert at.button(key="att_fit")
+
+
+@pytest.mark.browser
+def test_attention_page_in_chromium_draws_the_grid_and_the_rois_maps(attention_world, tmp_path):
+    from tests.browser import chromium_page, streamlit_server, wait_for_app
+
+    ws, *_ = attention_world
+    with streamlit_server(ws.path) as url, chromium_page(1400, 1400) as page:
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/attention")
+        page.wait_for_selector("text=Accuracy against ridge", timeout=180_000)
+        wait_for_app(page, 180_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        # the grid and the three maps of the chosen ROI are real, drawn images
+        sizes = page.eval_on_selector_all("[data-testid='stImage'] img",
+                                          "els => els.filter(i => i.complete).map(i => i.naturalWidth)")
+        assert len(sizes) >= 4 and max(sizes) >= 1000, sizes
+        assert page.get_by_text("Every ROI's attention over stimulus #").count() == 1
+        page.screenshot(path=str(tmp_path / "attention.png"), full_page=True)
+        assert not errors, errors
