@@ -113,7 +113,8 @@ rois = sorted((n for n in att.names if not n.startswith("outside")),
 grid = attention_grid_png(att, rois, head=head, alpha=alpha, cmap=cmap, columns=8, cell=1.8)
 st.subheader(f"Every ROI's attention over {label}")
 st.caption("Each panel: one ROI query of one hemisphere; the number is the ROI's mean predicted response (z). "
-           "Brighter = more attention (each map sums to 1 over the image).")
+           "Brighter = more attention; each panel is scaled from its own least to its most attended patch (the maps sum "
+           "to 1 over the image; the ROI's map below has its colour bar).")
 st.image(grid, width="stretch")
 o[3].download_button("Export the grid (PNG)", grid, f"attention_{subject}_{label.replace(' ', '_')}.png",
                      "image/png")

@@ -122,7 +122,8 @@ def attention_grid_png(att: ImageAttention, names: list[str] | None = None, head
         ax = axes.ravel()[k]
         m = upsample(att.map_of(name, head), (h, w))
         ax.imshow(att.image)
-        ax.imshow(m, cmap=cmap, alpha=alpha, vmin=0, vmax=max(float(m.max()), 1e-9))
+        lo, hi = float(m.min()), float(m.max())  # each map on its own range, as attention maps are usually shown
+        ax.imshow(m, cmap=cmap, alpha=alpha, vmin=lo, vmax=hi if hi > lo else lo + 1e-9)
         ax.set_title(f"{name} · {att.responses.get(name, float('nan')):+.2f}", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
