@@ -54,6 +54,12 @@ def comparison(path: str, stamp: float, subject: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def average_attention(path: str, stamp: float, subject: str, query: str):
+    """(map, stim ids): reads the subject's betas, so once per query, not on every rerun."""
+    return roi_average_attention(ws, subject, query, encoder(path, stamp, subject), patch_tokens(path, stamp), 30)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def dataset_image(path: str, stamp: float, stim_id: int):
     return stimulus_images(ws, [stim_id])[0]
 
@@ -123,7 +129,7 @@ o[3].download_button("Export the grid (PNG)", grid, f"attention_{subject}_{label
 st.subheader("One ROI")
 roi_q = st.selectbox("ROI", rois, key="att_roi",
                      index=next((i for i, n in enumerate(rois) if n.startswith("FFA-1")), 0))
-roi, hemi = roi_q.rsplit(" ", 1) if " #" not in roi_q else (roi_q.split(" ")[0], roi_q.split(" ")[1])
+roi, hemi = roi_q.split(" ")[:2]  # "FFA-1 lh", or "VWFA-2 lh #5" for a voxel's own query
 d = st.columns(3)
 d[0].image(map_overlay_png(image, att.map_of(roi_q, head), f"{roi_q}: attention", alpha, cmap), width="stretch")
 try:
@@ -133,7 +139,7 @@ try:
                                diverging=True), width="stretch")
 except (ValueError, LookupError) as exc:  # the backend's InvalidInputError, NotFoundError
     d[1].info(f"No dense map: {exc}")
-avg, top_ids = roi_average_attention(ws, subject, roi_q, enc, patch_tokens(path, stamp), n_images=30)
+avg, top_ids = average_attention(path, stamp, subject, roi_q)
 d[2].image(map_overlay_png(dataset_image(path, stamp, top_ids[0]), avg,
                            f"{roi_q}: mean attention over its 30 top images", alpha, cmap), width="stretch")
 st.caption("Left: the query's attention over this image. Middle: the ROI's ridge encoder applied to every patch "

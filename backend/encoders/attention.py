@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from ..errors import InvalidInputError, NotFoundError
 from ..store import ProgressFn, Workspace, report, require_subject
 from ..surface.rois import EARLY_ROIS
 from .ridge import pearson_columns, r2_columns
+from .voxelwise import design_matrices
 
 __all__ = ["attention_encoders", "AttentionConfig", "QUERY_MODES", "STREAMS", "voxel_queries", "fit_attention_encoder",
            "fit_attention_encoders", "load_attention_encoder", "AttentionEncoder", "attention_key"]
@@ -64,7 +65,6 @@ class AttentionConfig:
     patience: int = 4
     val_fraction: float = 0.1
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> "AttentionConfig":
         if self.query_mode not in QUERY_MODES:
@@ -232,12 +232,6 @@ class AttentionEncoder:
         return self.names.index(name)
 
 
-def _design(ws: Workspace, subject: str, tokens: np.ndarray):
-    from .voxelwise import design_matrices
-
-    return design_matrices(ws, subject, tokens)
-
-
 def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch_key: str, model_id: str,
                           grid: tuple[int, int], cfg: AttentionConfig | None = None, device: str = "cpu",
                           progress: ProgressFn = None) -> dict:
@@ -251,7 +245,7 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
 
     cfg = (cfg or AttentionConfig()).check()
     subject = require_subject(ws, subject)
-    Xtr, Ytr, Xte, Yte, _ = _design(ws, subject, tokens)
+    Xtr, Ytr, Xte, Yte, _ = design_matrices(ws, subject, tokens)
     if len(Xte) == 0:
         raise InvalidInputError(f"{subject} has no test images (split = 'test' in subject_stimuli)")
     if not (np.isfinite(Ytr).all() and np.isfinite(Yte).all()):
@@ -345,13 +339,12 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
 
 def _store(ws, subject, model, names, qidx, grid, cfg, patch_key, model_id, y_mean, y_std, r, r2, r2_nc, vox, extra,
            progress):
+    import torch
     from safetensors.torch import save_file
 
     report(progress, "Storing attention encoder", 0, 1)
     key = attention_key(patch_key)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    import torch
-
     state["y_mean"] = torch.as_tensor(y_mean, dtype=torch.float32)
     state["y_std"] = torch.as_tensor(y_std, dtype=torch.float32)
     with ws.writer() as tx:
