@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,7 @@ from backend.attention import (accuracy_vs_ridge, attention_ground_truth, attent
 from backend.encoders.attention import (AttentionConfig, _build, fit_attention_encoder, load_attention_encoder,
                                         voxel_queries)
 from backend.errors import InvalidInputError
+from tests.tiny import open_page
 
 FAST = AttentionConfig(d_model=32, heads=2, ffn=64, max_epochs=6, patience=3, seed=0)
 
@@ -182,22 +182,13 @@ def test_quadrant_conventions_match_the_worlds_receptive_fields(tiny_ws):
         assert np.sign(r.x) == ex and (ey == 0 or np.sign(r.y) == ey), r
 
 
-def _page(ws, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(ws.path))
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=240)
-    at.switch_page("views/attention.py").run()
-    return at
-
-
 def test_attention_page_shows_the_grid_for_a_dataset_image_and_refuses_a_bad_upload(attention_world, monkeypatch):
     import io
 
     from PIL import Image
 
     ws, *_ = attention_world
-    at = _page(ws, monkeypatch)
+    at = open_page(ws, monkeypatch, "attention")
     assert not at.exception, at.exception
     at.text_input(key="att_q").set_value("face").run()
     assert not at.exception, at.exception
@@ -212,10 +203,47 @@ def test_attention_page_shows_the_grid_for_a_dataset_image_and_refuses_a_bad_upl
     at.file_uploader(key="att_upload").set_value(("grey.png", buf.getvalue(), "image/png")).run()
     assert not at.exception, at.exception
     assert any("Every ROI's attention over grey.png" in h.value for h in at.subheader)
+    # compose from the world's grammar: the object table appears; an impossible composition is refused clearly
+    at.radio(key="att_source").set_value("compose").run()
+    assert not at.exception, at.exception
+    shares = at.table[0].value
+    assert list(shares.columns) == ["face", "house", "background"], shares.columns
+    assert shares.index[0] == "share of the image" and "FFA-1 lh" in shares.index
+
+
+def test_composed_images_follow_the_grammar_and_bad_compositions_name_the_field():
+    from backend.datasets.demo.stimuli import compose_stimulus
+    from backend.errors import InvalidInputError
+
+    image, mask, stim = compose_stimulus([{"category": "face", "place": "left"},
+                                          {"category": "place", "kind": "house", "place": "right"}])
+    assert image.shape == (128, 128, 3) and set(np.unique(mask)) == {0, 1, 2}
+    cols = np.nonzero(mask == 1)[1].mean(), np.nonzero(mask == 2)[1].mean()
+    assert cols[0] < 64 < cols[1]  # the face is left of the house
+    assert any("face" in c for c in stim.captions) and all(isinstance(c, str) for c in stim.captions)
+    for bad, field in (([{"category": "dog"}], "category"), ([{"category": "face", "kind": "house"}], "kind"),
+                       ([{"category": "face", "place": "behind"}], "place"),
+                       ([{"category": "face", "size": 2.0}], "size")):
+        with pytest.raises(InvalidInputError, match=field):
+            compose_stimulus(bad)
+
+
+def test_object_shares_are_each_querys_attention_split_over_the_objects(attention_world):
+    from backend.attention import attention_on_objects, image_attention
+    from backend.datasets.demo.stimuli import compose_stimulus
+
+    ws, emb, *_ = attention_world
+    enc = load_attention_encoder(ws, "subj01")
+    image, mask, _ = compose_stimulus([{"category": "face", "place": "left"}, {"category": "food", "place": "right"}])
+    att = image_attention(ws, "subj01", image, enc, emb)
+    t = attention_on_objects(att, mask, ["face", "food"])
+    assert list(t.columns) == ["face", "food", "background"] and list(t.index[1:]) == att.names
+    np.testing.assert_allclose(t.sum(1), 1, atol=1e-4)
+    np.testing.assert_allclose(t.iloc[0], [(mask == 1).mean(), (mask == 2).mean(), (mask == 0).mean()], atol=1e-6)
 
 
 def test_attention_page_without_an_encoder_offers_the_job(tiny_ws, monkeypatch):
-    at = _page(tiny_ws, monkeypatch)
+    at = open_page(tiny_ws, monkeypatch, "attention")
     assert not at.exception, at.exception
     assert any("No attention encoder is fitted yet" in i.value for i in at.info)
     assert at.button(key="att_fit")
@@ -238,5 +266,26 @@ def test_attention_page_in_chromium_draws_the_grid_and_the_rois_maps(attention_w
                                           "els => els.filter(i => i.complete).map(i => i.naturalWidth)")
         assert len(sizes) >= 4 and max(sizes) >= 1000, sizes
         assert page.get_by_text("Every ROI's attention over stimulus #").count() == 1
+        page.screenshot(path=str(tmp_path / "attention_dataset.png"), full_page=True)
+        # the newcomer's check: compose a face (left) and a house (right) from the world's grammar (the page's
+        # default composition); the face ROI's query puts more of its attention on the face than on the house,
+        # the place ROI's query the other way round
+        page.get_by_text("compose", exact=True).click()
+        page.wait_for_selector("[data-testid='stTable'] thead th:has-text('house')", timeout=120_000)
+        wait_for_app(page, 120_000)
+        table = page.eval_on_selector(
+            "[data-testid='stTable'] table",
+            "t => Object.fromEntries([...t.querySelectorAll('tbody tr')].map(r => [r.querySelector('th').innerText,"
+            " [...r.querySelectorAll('td')].map(c => parseFloat(c.innerText))]))")
+        head = page.eval_on_selector("[data-testid='stTable'] table",
+                                     "t => [...t.querySelectorAll('thead th')].map(c => c.innerText).slice(1)")
+        assert head[:2] == ["face", "house"], head
+        # (the tiny world's 240 training images teach the queries to prefer their category's object relative to
+        # each other; on the full demo world the PPA query also puts more attention on the house than on the face)
+        for hemi in ("lh", "rh"):
+            ffa, ppa = table[f"FFA-1 {hemi}"][:2], table[f"PPA {hemi}"][:2]
+            assert ffa[0] > ffa[1], (hemi, ffa)  # FFA: more on the face than on the house
+            assert ffa[0] - ffa[1] > ppa[0] - ppa[1], (hemi, ffa, ppa)  # PPA leans to the house more than FFA
+        assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(tmp_path / "attention.png"), full_page=True)
         assert not errors, errors

@@ -1,4 +1,4 @@
-"""Tiny random models built from configs, for tests that need a model folder (no downloads)."""
+"""Test helpers: tiny random models built from configs (no downloads), and opening a page of the app (AppTest)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,3 +17,13 @@ def tiny_language_model(folder: Path, words: list[str]) -> Path:
                                eos_token_id=1, bos_token_id=1)).save_pretrained(folder)
     tok.save_pretrained(folder)
     return Path(folder)
+
+
+def open_page(ws, monkeypatch, page: str, timeout: float = 240):
+    """The app (AppTest) on workspace ``ws``, switched to ``views/<page>.py`` and run once."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(ws.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=timeout)
+    at.switch_page(f"views/{page}.py").run()
+    return at

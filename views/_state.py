@@ -18,6 +18,19 @@ def workspace_busy(ws: Workspace) -> bool:
     return False
 
 
+def require_world(ws: Workspace) -> tuple[str, float]:
+    """Stop the page with a clear message while another process writes the workspace or before a world exists;
+    otherwise (workspace path, db stamp) for the cached reads."""
+    if workspace_busy(ws):
+        st.warning(f"The workspace `{ws.path}` is being written by another process. Reload this page in a minute.")
+        st.stop()
+    if not ws.exists:
+        st.info("No world loaded yet: open the Home page to build the demo world, or import NSD data "
+                "(`python -m backend import nsd ...`).")
+        st.stop()
+    return str(ws.path), db_stamp(ws)
+
+
 def db_stamp(ws: Workspace) -> float:
     """Changes whenever a writer commits: part of every cache key, so pages never show stale data."""
     return ws.db_path.stat().st_mtime if ws.db_path.exists() else 0.0

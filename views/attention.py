@@ -5,15 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.attention import (accuracy_vs_ridge, attention_grid_png, image_attention, load_image_file,
+from backend.attention import (accuracy_vs_ridge, attention_grid_png, attention_on_objects, image_attention,
                                map_overlay_png, roi_average_attention, roi_dense_map)
-from backend.datasets import find_stimuli, stimulus_images
 from backend.encoders import attention_encoders, encoder_weights, load_attention_encoder
 from backend.explore import predicted_overlay
 from backend.jobs import ensure_job
 from backend.surface import ROI_ORDER, viewer_message
 from views import _explore as ex
-from views._state import db_stamp, preparation_checklist, workspace, workspace_busy
+from views._images import dataset_image, image_picker
+from views._state import preparation_checklist, require_world, workspace
 from views._surface import STATIC_URL, surface_and_files, surface_viewer
 
 ws = workspace()
@@ -21,13 +21,7 @@ st.title("Attention maps")
 st.caption("Where does each region look? A transformer encoder with attention routing (Adeli et al.) gives every "
            "ROI of each hemisphere a learned query that attends over the image's patches; each voxel reads its "
            "ROI's token. The maps show that attention, next to each ROI's predicted response.")
-if workspace_busy(ws):
-    st.warning(f"The workspace `{ws.path}` is being written by another process. Reload in a minute.")
-    st.stop()
-if not ws.exists:
-    st.info("No world loaded yet: open the Home page to build the demo world.")
-    st.stop()
-path, stamp = str(ws.path), db_stamp(ws)
+path, stamp = require_world(ws)
 
 
 @st.cache_data(show_spinner=False)
@@ -59,11 +53,6 @@ def average_attention(path: str, stamp: float, subject: str, query: str):
     return roi_average_attention(ws, subject, query, encoder(path, stamp, subject), patch_tokens(path, stamp), 30)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def dataset_image(path: str, stamp: float, stim_id: int):
-    return stimulus_images(ws, [stim_id])[0]
-
-
 subjects = ex.subjects(path, stamp)
 have = fitted(path, stamp)
 if not have:
@@ -75,34 +64,13 @@ if not have:
     st.stop()
 
 # ---------------------------------------------------------------- choose subject and image
-c = st.columns([1, 2, 3])
+c = st.columns([1, 5])
 subject = c[0].selectbox("Subject", [s for s in subjects if s in have], key="att_subject")
-source = c[1].radio("Image", ["from the dataset", "upload"], horizontal=True, key="att_source")
-image, label = None, ""
-with c[2]:
-    if source == "from the dataset":
-        q = st.text_input("Find images by caption words", "face house", key="att_q",
-                          help="images the subject saw whose captions contain every word")
-        try:
-            found = find_stimuli(ws, q, subject=subject)
-        except (ValueError, LookupError) as exc:  # the backend's InvalidInputError, NotFoundError
-            st.error(str(exc))
-            found = pd.DataFrame(columns=["stim_id", "caption"])
-        if found.empty:
-            st.warning(f"No image of {subject} has a caption with every word of “{q}”.")
-        else:
-            pick = st.selectbox("Image", found.stim_id.tolist(), key="att_stim",
-                                format_func=lambda i: f"#{i}: {found.set_index('stim_id').caption[i]}")
-            image, label = dataset_image(path, stamp, int(pick)), f"stimulus #{pick}"
-    else:
-        up = st.file_uploader("PNG or JPEG", type=["png", "jpg", "jpeg"], key="att_upload")
-        if up is not None:
-            try:
-                image, label = load_image_file(up.getvalue(), up.name), up.name
-            except (ValueError, LookupError) as exc:  # the backend's InvalidInputError, NotFoundError
-                st.error(str(exc))
-if image is None:
+with c[1]:
+    picked = image_picker(ws, path, stamp, subject, key="att")
+if picked is None:
     st.stop()
+image, label, objects = picked.image, picked.label, picked.objects
 
 enc = encoder(path, stamp, subject)
 o = st.columns([1, 1, 1, 3])
@@ -124,6 +92,15 @@ st.caption("Each panel: one ROI query of one hemisphere; the number is the ROI's
 st.image(grid, width="stretch")
 o[3].download_button("Export the grid (PNG)", grid, f"attention_{subject}_{label.replace(' ', '_')}.png",
                      "image/png")
+
+if objects is not None:
+    with st.expander("Where the attention goes, object by object", expanded=True):
+        st.caption("Each query's share of attention on each object of this image (its object masks are known). "
+                   "The first row is each object's share of the image: what attention spread evenly would give. "
+                   "Darker = more attention than that share.")
+        shares = attention_on_objects(att, objects[0], objects[1], rois, head)
+        st.table(shares.style.format("{:.1%}").background_gradient(
+            axis=None, cmap="Blues", gmap=(shares / shares.iloc[0]).to_numpy(), vmin=0, vmax=3))
 
 # ---------------------------------------------------------------- one ROI in detail
 st.subheader("One ROI")

@@ -11,7 +11,7 @@ from backend.captions import CAPTION_METHODS, caption_match_overlay, filter_resu
 from backend.jobs import ensure_job
 from backend.surface import viewer_message
 from views import _explore as ex
-from views._state import db_stamp, preparation_checklist, workspace, workspace_busy
+from views._state import preparation_checklist, require_world, workspace
 from views._surface import STATIC_URL, surface_and_files, surface_viewer
 
 ws = workspace()
@@ -19,14 +19,7 @@ st.title("Voxel captions")
 st.caption("What does each voxel prefer, in words? **BrainSCUBA** decodes a sentence from the voxel's encoder weights "
            "projected onto natural-image embeddings; **LaVCa** summarises the captions of the images the voxel is "
            "predicted to prefer.")
-if workspace_busy(ws):
-    st.warning(f"The workspace `{ws.path}` is being written by another process (captions are being computed?). "
-               "Reload in a minute.")
-    st.stop()
-if not ws.exists:
-    st.info("No world loaded yet: open the Home page to build the demo world.")
-    st.stop()
-path, stamp = str(ws.path), db_stamp(ws)
+path, stamp = require_world(ws)
 
 
 @st.cache_data(show_spinner=False)

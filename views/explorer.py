@@ -8,20 +8,13 @@ from __future__ import annotations
 import streamlit as st
 
 from views import _explore as ex
-from views._state import db_stamp, preparation_checklist, workspace, workspace_busy
+from views._state import preparation_checklist, require_world, workspace
 from views._surface import surface_and_files, surface_viewer
 
 ws = workspace()
 st.title("Cortex explorer")
-if workspace_busy(ws):
-    st.warning(f"The workspace `{ws.path}` is being written by another process. Reload this page when it has finished.")
-    st.stop()
-if not ws.exists:
-    st.info("No world loaded yet: open the Home page to build the demo world, or import NSD data "
-            "(`python -m backend import nsd ...`).")
-    st.stop()
+path, stamp = require_world(ws)
 
-path, stamp = str(ws.path), db_stamp(ws)
 subjects = ex.subjects(path, stamp)
 try:
     surface, files = surface_and_files(path, stamp)

@@ -8,11 +8,12 @@
 The encoder itself is :mod:`backend.encoders.attention` (fitting, storing, loading).
 """
 from .evaluation import accuracy_vs_ridge, attention_ground_truth, centre_of_mass, expected_quadrant, roi_categories
-from .image import (ImageAttention, attention_grid_png, image_attention, load_image_file, map_overlay_png,
+from .image import (ImageAttention, attention_grid_png, attention_on_objects, image_attention, load_image_file, map_overlay_png,
                     roi_average_attention, roi_dense_map)
-from .maps import DEFAULT_VIEWS, attention_maps, dense_maps, roi_weight_vector, to_distribution, upsample
+from .maps import (DEFAULT_VIEWS, attention_maps, dense_maps, patch_fractions, roi_weight_vector, to_distribution,
+                   upsample)
 
 __all__ = ["attention_maps", "dense_maps", "roi_weight_vector", "to_distribution", "upsample", "DEFAULT_VIEWS",
            "accuracy_vs_ridge", "attention_ground_truth", "centre_of_mass", "expected_quadrant", "roi_categories",
-           "ImageAttention", "image_attention", "roi_dense_map", "roi_average_attention", "attention_grid_png",
+           "ImageAttention", "image_attention", "attention_on_objects", "patch_fractions", "roi_dense_map", "roi_average_attention", "attention_grid_png",
            "map_overlay_png", "load_image_file"]

@@ -17,7 +17,7 @@ from ..datasets import stimulus_images, stimulus_masks
 from ..errors import NotFoundError
 from ..store import Workspace, current_encoder, one_connection, require_subject
 from ..surface.rois import EARLY_ROIS, HEMIS, ROI_ORDER
-from .maps import attention_maps, dense_maps, roi_weight_vector, to_distribution
+from .maps import attention_maps, dense_maps, patch_fractions, roi_weight_vector, to_distribution
 
 __all__ = ["accuracy_vs_ridge", "roi_categories", "attention_ground_truth", "expected_quadrant", "centre_of_mass"]
 
@@ -68,11 +68,6 @@ def centre_of_mass(dist: np.ndarray) -> tuple[float, float]:
     xs = (np.arange(cols) + 0.5) / cols * 2 - 1
     s = dist.sum()
     return float((dist.sum(0) * xs).sum() / s), float((dist.sum(1) * ys).sum() / s)
-
-
-def _block_mean(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    h, w = mask.shape
-    return mask.reshape(rows, h // rows, cols, w // cols).mean((1, 3))
 
 
 def attention_ground_truth(ws: Workspace, subject: str, encoder, tokens: np.ndarray, embedder=None,
@@ -136,7 +131,7 @@ def attention_ground_truth(ws: Workspace, subject: str, encoder, tokens: np.ndar
                 m = np.isin(masks[i], mine).astype(np.float32)
                 if m.sum() == 0:
                     continue  # fully occluded
-                frac = _block_mean(m, rows, cols)
+                frac = patch_fractions(m, rows, cols)
                 rows_scores["attention"].append(np.mean([(maps[i, q] * frac).sum() for q in queries.values()]))
                 if dense is not None:
                     rows_scores["dense"].append(np.mean([(to_distribution(dense[i, k]) * m).sum()

@@ -9,9 +9,9 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..store import Workspace, require_subject
-from .maps import attention_maps, dense_maps, roi_weight_vector, upsample
+from .maps import attention_maps, dense_maps, patch_fractions, roi_weight_vector, upsample
 
-__all__ = ["ImageAttention", "image_attention", "roi_dense_map", "roi_average_attention", "attention_grid_png",
+__all__ = ["ImageAttention", "image_attention", "attention_on_objects", "roi_dense_map", "roi_average_attention", "attention_grid_png",
            "map_overlay_png", "load_image_file"]
 
 
@@ -32,14 +32,25 @@ class ImageAttention:
         return self.maps[q] if head is None else self.heads[head, q]
 
 
+MAX_UPLOAD_BYTES = 25_000_000
+MAX_PIXELS = 25_000_000
+
+
 def load_image_file(data: bytes, name: str = "upload") -> np.ndarray:
-    """An uploaded PNG/JPEG as RGB uint8; a clear error for anything else."""
+    """An uploaded PNG/JPEG as RGB uint8, centre-cropped to a square; a clear error for anything else (not an
+    image, another format, too small, over ``MAX_UPLOAD_BYTES`` or ``MAX_PIXELS``)."""
     from PIL import Image, UnidentifiedImageError
 
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidInputError(f"{name} is {len(data) / 1e6:.0f} MB; images up to {MAX_UPLOAD_BYTES / 1e6:.0f} MB "
+                                "are accepted")
     try:
         img = Image.open(io.BytesIO(data))
+        if img.size[0] * img.size[1] > MAX_PIXELS:  # checked before the pixels are decoded
+            raise InvalidInputError(f"{name} is {img.size[0]}x{img.size[1]} pixels; images up to "
+                                    f"{MAX_PIXELS / 1e6:.0f} megapixels are accepted")
         img.load()
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise InvalidInputError(f"{name} is not a readable PNG or JPEG image ({exc})") from None
     if img.format not in ("PNG", "JPEG"):
         raise InvalidInputError(f"{name} is a {img.format} image; upload a PNG or JPEG")
@@ -65,6 +76,47 @@ def image_attention(ws: Workspace, subject: str, image: np.ndarray, encoder, emb
         vox = np.flatnonzero(encoder.query_index == q)
         responses[name] = float(pred[0, vox].mean()) if vox.size else float("nan")
     return ImageAttention(img, list(encoder.names), heads.mean(0), heads, responses, pred[0])
+
+
+def attention_on_objects(att: ImageAttention, mask: np.ndarray, labels: list[str], names: list[str] | None = None,
+                         head: int | None = None):
+    """Where each query's attention goes among the objects of the image (for images with object masks: the
+    dataset's, or one composed from the demo world's grammar).
+
+    Parameters
+    ----------
+    mask : ndarray (H, W) int
+        0 = background, k = the k-th object (``labels[k - 1]``), as :func:`backend.datasets.stimulus_masks`.
+    labels : list of str
+        A name per object ("face", "house (right)", ...); repeated names are numbered.
+    names : list of str, optional
+        The queries (default: all).
+
+    Returns
+    -------
+    DataFrame
+        Index: ``"share of the image"`` (each object's area: what attention spread evenly would give), then
+        one row per query; columns: the objects, then ``background``; each row sums to 1.
+    """
+    import pandas as pd
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise InvalidInputError(f"the object mask must be 2-D (H, W), got shape {mask.shape}")
+    if mask.max() > len(labels):
+        raise InvalidInputError(f"the mask has object {int(mask.max())} but only {len(labels)} labels were given")
+    cols_, seen = [], {}
+    for lab in labels:
+        seen[lab] = seen.get(lab, 0) + 1
+        cols_.append(lab if labels.count(lab) == 1 else f"{lab} {seen[lab]}")
+    rows, cols = att.maps.shape[1:]
+    fracs = np.stack([patch_fractions(mask == k, rows, cols) for k in range(len(labels) + 1)])  # (K+1, r, c)
+    names = list(att.names) if names is None else names
+    share = np.stack([(fracs * att.map_of(n, head)[None]).sum((1, 2)) for n in names])  # (Q, K+1)
+    area = np.array([(mask == k).mean() for k in range(len(labels) + 1)])
+    table = np.vstack([area[None], share])
+    return pd.DataFrame(np.concatenate([table[:, 1:], table[:, :1]], axis=1),
+                        index=["share of the image"] + names, columns=cols_ + ["background"])
 
 
 def roi_dense_map(ws: Workspace, subject: str, roi: str, hemi: str, image: np.ndarray, embedder,

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["attention_maps", "roi_weight_vector", "dense_maps", "upsample", "to_distribution", "DEFAULT_VIEWS"]
+__all__ = ["attention_maps", "roi_weight_vector", "dense_maps", "upsample", "to_distribution", "DEFAULT_VIEWS",
+           "patch_fractions"]
 
 # (dx, dy, mirrored) in units of a patch: the original, half-patch shifts and the mirror image
 DEFAULT_VIEWS = ((0.0, 0.0, False), (0.5, 0.0, False), (0.0, 0.5, False), (0.5, 0.5, False), (0.0, 0.0, True))
@@ -121,3 +122,14 @@ def to_distribution(m: np.ndarray) -> np.ndarray:
     pos = np.clip(m - m.mean(), 0, None)
     s = pos.sum()
     return (pos / s if s > 0 else np.full_like(m, 1.0 / m.size)).astype(np.float32)
+
+
+def patch_fractions(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The share of each patch of a (rows, cols) grid covered by a boolean/0-1 image ``mask`` (H, W)."""
+    m = np.asarray(mask, np.float32)
+    h, w = m.shape
+    if h % rows == 0 and w % cols == 0:
+        return m.reshape(rows, h // rows, cols, w // cols).mean((1, 3))
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(m).resize((cols, rows), Image.Resampling.BOX), np.float32)

@@ -1,4 +1,4 @@
-"""``python -m backend attention fit|compare|evaluate|map``: the attention-routing encoder and its maps."""
+"""``python -m backend attention fit|compare|evaluate|objects|map``: the attention-routing encoder and its maps."""
 from __future__ import annotations
 
 from ._args import progress_bar
@@ -33,6 +33,14 @@ def add_parser(sub) -> None:
     e.add_argument("--max-images", type=int, default=None, help="at most this many test images")
     e.add_argument("--csv", default=None, help="also write the table here")
     e.set_defaults(func=evaluate)
+    o = asub.add_parser("objects", help="each query's attention on two objects composed from the world's grammar "
+                                        "(both sides, several seeds): which object each ROI prefers")
+    o.add_argument("--subject", nargs="*", default=None)
+    o.add_argument("--pair", nargs=2, default=["face:face", "place:house"], metavar="CATEGORY:KIND",
+                   help="the two objects (default: a face and a house)")
+    o.add_argument("--seeds", type=int, default=10, help="seeds per side (colours, textures)")
+    o.add_argument("--background", default="plain", choices=["plain", "indoor", "outdoor"])
+    o.set_defaults(func=objects)
     m = asub.add_parser("map", help="a grid of every ROI's attention over one image, as a PNG")
     m.add_argument("out", help="output PNG")
     src = m.add_mutually_exclusive_group(required=True)
@@ -103,6 +111,40 @@ def evaluate(ws, args) -> int:
         print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:
         pd.concat(tables).to_csv(args.csv, index=False)
+    return 0
+
+
+def objects(ws, args) -> int:
+    import pandas as pd
+
+    from ..attention import attention_on_objects, image_attention
+    from ..datasets.demo import compose_stimulus
+    from ..encoders import load_attention_encoder
+    from ..errors import InvalidInputError
+    from ..models import load_role
+
+    specs = []
+    for item in args.pair:
+        cat, _, kind = item.partition(":")
+        specs.append({"category": cat, **({"kind": kind} if kind else {})})
+    names = [s.get("kind") or s["category"] for s in specs]
+    if names[0] == names[1]:
+        raise InvalidInputError(f"--pair names the same object twice ({names[0]})")
+    emb = load_role("embedder")
+    for s in _subjects(ws, args.subject):
+        enc = load_attention_encoder(ws, s)
+        tables = []
+        for seed in range(args.seeds):
+            for sides in (("left", "right"), ("right", "left")):
+                image, mask, _ = compose_stimulus([{**specs[0], "place": sides[0]}, {**specs[1], "place": sides[1]}],
+                                                  args.background, seed)
+                att = image_attention(ws, s, image, enc, emb)
+                tables.append(attention_on_objects(att, mask, names,
+                                                   [n for n in att.names if not n.startswith("outside")]))
+        t = pd.concat(tables).groupby(level=0, sort=False).mean()
+        print(f"{s}: mean share of each query's attention on each object over {len(tables)} composed images "
+              f"({names[0]} and {names[1]}, sides swapped; first row: the objects' share of the image)")
+        print(t.to_string(float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

@@ -18,6 +18,7 @@ images, as for ridge. Weights are stored as a safetensors file in the workspace,
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -390,7 +391,8 @@ def load_attention_encoder(ws: Workspace, subject: str, patch_key: str | None = 
     path = ws.path / row.path
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
-    cfg = AttentionConfig(**json.loads(meta["config"]))
+    known = {f.name for f in dataclasses.fields(AttentionConfig)}  # files from older versions may carry more
+    cfg = AttentionConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in known})
     names, grid = json.loads(meta["queries"]), tuple(json.loads(meta["grid"]))
     state = load_file(str(path))
     y_mean, y_std = state.pop("y_mean").numpy(), state.pop("y_std").numpy()

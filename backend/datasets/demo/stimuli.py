@@ -457,6 +457,10 @@ def render_stimulus(seed: int, index: int, size: int = 128, with_captions: bool 
     stim : Stimulus with attributes, visible areas and captions
     """
     s, rng = sample_stimulus(seed, index)
+    return _render(s, rng, size, with_captions)
+
+
+def _render(s: Stimulus, rng: np.random.Generator, size: int, with_captions: bool):
     big = 2 * size
     bg = _scene_background(rng, s, big)
     img = Image.fromarray(bg.astype(np.uint8))
@@ -475,3 +479,66 @@ def render_stimulus(seed: int, index: int, size: int = 128, with_captions: bool 
     if with_captions:
         s.captions = make_captions(s, rng)
     return image, m, s
+
+
+# where a composed object goes, in words (visual field x, y)
+PLACES = {"centre": (0.0, 0.0), "left": (-0.5, 0.0), "right": (0.5, 0.0), "top": (0.0, 0.5), "bottom": (0.0, -0.5),
+          "upper left": (-0.5, 0.5), "upper right": (0.5, 0.5), "lower left": (-0.5, -0.5),
+          "lower right": (0.5, -0.5)}
+
+
+def compose_stimulus(objects: list[dict], background: str = "plain", seed: int = 0, size: int = 128
+                     ) -> tuple[np.ndarray, np.ndarray, Stimulus]:
+    """Draw a new image from the world's grammar with the objects you choose.
+
+    Parameters
+    ----------
+    objects : list of dict
+        Each: ``category`` (one of ``CATEGORIES``) and optionally ``kind`` (one of ``KINDS[category]``),
+        ``place`` (a key of ``PLACES``) or ``x, y`` in [-1, 1], ``size`` (radius / half-image, 0.1-0.7),
+        ``colour``, ``text`` (word objects). What is not given is drawn from ``seed``.
+    background : str
+        ``plain``, ``indoor`` or ``outdoor``.
+
+    Returns the same as :func:`render_stimulus`: image, object mask (k = k-th object), the Stimulus.
+    """
+    from ...errors import InvalidInputError
+
+    if background not in BACKGROUNDS:
+        raise InvalidInputError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    if not objects or len(objects) > 4:
+        raise InvalidInputError(f"compose 1 to 4 objects, got {len(objects) if objects else 0}")
+    rng = np.random.default_rng([seed, 9_999_999])
+    s = Stimulus(index=-1, background=background, bg_colour=str(rng.choice(list(BG_COLOURS))),
+                 texture=str(rng.choice(["plain", "stripes", "checks", "noise"], p=[0.4, 0.2, 0.15, 0.25])),
+                 setting={"plain": "", "indoor": str(rng.choice(INDOOR)),
+                          "outdoor": str(rng.choice(OUTDOOR))}[background])
+    for k, spec in enumerate(objects):
+        cat = spec.get("category")
+        if cat not in CATEGORIES:
+            raise InvalidInputError(f"object {k + 1}: category must be one of {CATEGORIES}, got {cat!r}")
+        kind = spec.get("kind") or str(rng.choice(KINDS[cat]))
+        if kind not in KINDS[cat]:
+            raise InvalidInputError(f"object {k + 1}: kind of a {cat} must be one of {KINDS[cat]}, got {kind!r}")
+        if "place" in spec:
+            if spec["place"] not in PLACES:
+                raise InvalidInputError(f"object {k + 1}: place must be one of {tuple(PLACES)}, got {spec['place']!r}")
+            x, y = PLACES[spec["place"]]
+        else:
+            x, y = float(spec.get("x", rng.uniform(-0.6, 0.6))), float(spec.get("y", rng.uniform(-0.6, 0.6)))
+        r = float(spec.get("size", 0.35 if len(objects) > 1 else 0.5))
+        if not (-1 <= x <= 1 and -1 <= y <= 1 and 0.1 <= r <= 0.7):
+            raise InvalidInputError(f"object {k + 1}: x, y must lie in [-1, 1] and size in [0.1, 0.7], "
+                                    f"got x={x}, y={y}, size={r}")
+        if cat == "face":
+            colours = list(HAIR)
+        elif cat == "food":
+            colours = list(_FOOD_COLOURS[kind])
+        else:
+            colours = [c for c in COLOURS if c != "grey"]
+        colour = spec.get("colour") or str(rng.choice(colours))
+        if colour not in colours:
+            raise InvalidInputError(f"object {k + 1}: colour of a {kind} must be one of {colours}, got {colour!r}")
+        text = str(spec.get("text") or rng.choice(WORDS)) if cat == "word" else ""
+        s.objects.append(StimObject(cat, kind, colour, x, y, r, text))
+    return _render(s, rng, size, with_captions=True)
