@@ -7,5 +7,6 @@ st.set_page_config(page_title="VoxelScope", page_icon="🧠", layout="wide")
 pages = [st.Page("views/home.py", title="Home", icon="🏠", default=True),
          st.Page("views/explorer.py", title="Cortex explorer", icon="🧠"),
          st.Page("views/captions.py", title="Voxel captions", icon="💬"),
-         st.Page("views/attention.py", title="Attention maps", icon="🎯")]
+         st.Page("views/attention.py", title="Attention maps", icon="🎯"),
+         st.Page("views/simulate.py", title="Virtual experiment", icon="🧪")]
 st.navigation(pages).run()

@@ -23,7 +23,7 @@ STAGES = [
     ("backend.jobs", 9),
     ("backend.explore", 8),
     ("backend.captions", 7), ("backend.attention", 7),
-    ("backend.encoders", 6),
+    ("backend.encoders", 6), ("backend.simulate", 6),
     ("backend.models", 5),
     ("backend.datasets", 4),
     ("backend.surface.rois", 0), ("backend.surface.overlay", 1), ("backend.surface", 3),
@@ -32,7 +32,8 @@ STAGES = [
 ]
 # The demo world is imported directly only by code that exists for it (nothing generic depends on it).
 DEMO = "backend.datasets.demo"
-DEMO_USERS = ("backend.datasets.demo", "backend.models.demo", "backend.cli", "backend.captions.banks", "backend.jobs")
+DEMO_USERS = ("backend.datasets.demo", "backend.models.demo", "backend.cli", "backend.captions.banks", "backend.jobs",
+              "backend.simulate")
 
 
 def _modules() -> dict[str, Path]:

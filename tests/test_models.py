@@ -123,6 +123,58 @@ def test_demo_generator_round_trips_and_steps_like_its_sample(tiny_clip, tmp_pat
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+def test_the_latent_generator_trains_resumes_and_samples_from_text_image_and_image_embeddings(tiny_clip, tmp_path,
+                                                                                          monkeypatch):
+    """The demo recipe (VAE + latent v-prediction UNet with EMA) on a few images: a killed run resumes to the same
+    weights; the saved pipeline samples deterministically from text, image and embedding conditions, img2img keeps
+    the image at strength 0, and the denoising loop stays differentiable (BrainDiVE)."""
+    from backend.models import generator as G
+    from backend.models.demo.train import train_generator, train_vae
+
+    small_vae = lambda size=64: G.AutoencoderKL(  # noqa: E731  (a tiny VAE and UNet keep the test fast)
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 16, 16), norm_num_groups=8)
+    small_unet = lambda cond_dim, size: G.UNet2DModel(  # noqa: E731
+        sample_size=size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        time_embedding_dim=cond_dim, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity", norm_num_groups=8,
+        attention_head_dim=8)
+    monkeypatch.setattr(G, "new_demo_vae", small_vae)
+    monkeypatch.setattr(G, "new_demo_latent_unet", small_unet)
+    rng = np.random.default_rng(0)
+    data = {"images": rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8),
+            "captions": [[CAPTIONS[i % 5], CAPTIONS[(i + 1) % 5]] for i in range(12)]}
+    quiet = dict(log=lambda m: None)
+    for run in ("a", "b"):
+        train_vae(tmp_path / run / "vae", data, steps=2, batch=4, **quiet)
+    train_generator(tmp_path / "a", data, tiny_clip, steps=4, batch=4, checkpoint_every=2, **quiet)
+
+    def killer(stage, done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(tmp_path / "b", data, tiny_clip, steps=4, batch=4, checkpoint_every=2, progress=killer, **quiet)
+    train_generator(tmp_path / "b", data, tiny_clip, steps=4, batch=4, checkpoint_every=2, **quiet)
+    ga, gb = (load_generator(tmp_path / r, embedder=tiny_clip) for r in ("a", "b"))
+    for k, v in ga.pipe.unet.state_dict().items():
+        torch.testing.assert_close(v, gb.pipe.unet.state_dict()[k])
+    assert ga.vae is not None and ga.image_size == 32 and ga.prediction == "v_prediction"
+    imgs = ga.sample(["a face", "food"], steps=3, seed=1)
+    assert imgs.shape == (2, 32, 32, 3) and np.array_equal(imgs, ga.sample(["a face", "food"], steps=3, seed=1))
+    by_image = ga.condition_images(data["images"][:2])
+    by_embedding = ga.condition_images(tiny_clip.image_features(data["images"][:2]))
+    torch.testing.assert_close(by_image, by_embedding)
+    assert ga.img2img(data["images"][:2], by_image, strength=0.5, steps=4).shape == (2, 32, 32, 3)
+    kept = ga.img2img(data["images"][:1], by_image[:1], strength=0.0, steps=4)
+    assert np.array_equal(kept, ga.to_uint8(ga.decode(ga.encode(ga.images_to_tensor(data["images"][:1])))))
+    x = ga.prepare_latents(1, 0).requires_grad_(True)
+    t = ga.timesteps(2)[0]
+    ga.decode(ga.step(ga.predict_noise(x, t, by_image[:1]), t, x)).mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 def test_stable_diffusion_folder_loads_through_the_same_interface(tmp_path):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer

@@ -6,12 +6,13 @@
     python -m backend demo export-algonauts DIR write the world in the Algonauts 2023 layout
     python -m backend import nsd DIR --subject subj01 [--sessions 1-40]
     python -m backend import algonauts DIR --subject subj01
-    python -m backend models train [all|embedder|captioner|generator] [--seed 0]
+    python -m backend models train [all|embedder|judge|captioner|generator] [--seed 0]
     python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
     python -m backend captions all              demo bank, BrainSCUBA + LaVCa captions, evaluation
     python -m backend captions search "food" [--semantic]
     python -m backend attention fit|compare|evaluate   the attention-routing encoder vs ridge and ground truth
     python -m backend attention map OUT.png --stim-id 7   every ROI's attention over one image
+    python -m backend simulate check|respond IMG.png   the demo world's subjects looking at any image
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
     python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
     python -m backend jobs submit world|encoders|captions; jobs list; jobs cancel ID; jobs worker
@@ -26,11 +27,11 @@ import argparse
 import sys
 
 from ..errors import VoxelScopeError
-from . import attention, captions, datasets, demo, encoder, figure, info, jobs, models
+from . import attention, captions, datasets, demo, encoder, figure, info, jobs, models, simulate
 
 __all__ = ["main", "build_parser", "GROUPS"]
 
-GROUPS = (info, demo, datasets, models, encoder, captions, attention, figure, jobs)
+GROUPS = (info, demo, datasets, models, encoder, captions, attention, simulate, figure, jobs)
 
 
 WORKSPACE_HELP = "workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)"

@@ -36,8 +36,8 @@ def add_parser(sub) -> None:
     o = asub.add_parser("objects", help="each query's attention on two objects composed from the world's grammar "
                                         "(both sides, several seeds): which object each ROI prefers")
     o.add_argument("--subject", nargs="*", default=None)
-    o.add_argument("--pair", nargs=2, default=["face:face", "place:house"], metavar="CATEGORY:KIND",
-                   help="the two objects (default: a face and a house)")
+    o.add_argument("--pair", nargs=2, default=["face", "place:house"], metavar="CATEGORY[:KIND]",
+                   help="the two objects (default: a face of any kind and a house)")
     o.add_argument("--seeds", type=int, default=10, help="seeds per side (colours, textures)")
     o.add_argument("--background", default="plain", choices=["plain", "indoor", "outdoor"])
     o.set_defaults(func=objects)

@@ -13,11 +13,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser("models", help="the demo models")
     msub = p.add_subparsers(dest="models_cmd", required=True)
     t = msub.add_parser("train", help="retrain demo models reproducibly from a seed (CPU; see README)")
-    t.add_argument("which", nargs="*", default=["all"], help="embedder, captioner, generator or all")
+    t.add_argument("which", nargs="*", default=["all"], help="embedder, judge, captioner, generator or all")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="folder (default assets/models)")
     t.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")
-    t.add_argument("--resume", action="store_true", help="generator: continue after the last finished cycle")
+    t.add_argument("--embedder-steps", type=int, default=1400)
+    t.add_argument("--image-norm", choices=["group", "channel"], default="group",
+                   help="embedder image tower normalisation: over the whole map per group, or per position")
     t.set_defaults(func=train)
     v = msub.add_parser("evaluate", help="measure the demo models on held-out images (updates training.json)")
     v.add_argument("--seed", type=int, default=0)
@@ -29,11 +31,12 @@ def add_parser(sub) -> None:
 def train(ws, args) -> int:
     from ..models.demo.train import train_all
 
-    which = ["embedder", "captioner", "generator"] if "all" in args.which else args.which
+    which = ["embedder", "judge", "captioner", "generator"] if "all" in args.which else args.which
     bar = progress_bar()
     try:
         res = train_all(Path(args.out) if args.out else ASSETS, which, seed=args.seed, cache=Path(args.cache),
-                        progress=bar, log=lambda m: (bar.close(), print(m, flush=True)), resume=args.resume)
+                        progress=bar, log=lambda m: (bar.close(), print(m, flush=True)),
+                        embedder_steps=args.embedder_steps, image_norm=args.image_norm)
     finally:
         bar.close()
     print(json.dumps(res, indent=1, default=float))

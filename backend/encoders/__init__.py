@@ -11,9 +11,10 @@ from .attention import (AttentionConfig, attention_encoders, AttentionEncoder, a
                         fit_attention_encoders, load_attention_encoder, voxel_queries)
 from .features import contrast_energy_matrix, stimulus_features, stimulus_patch_tokens, stored_features
 from .ridge import fit_ridge_cv, pearson_columns, r2_columns
-from .voxelwise import design_matrices, encoder_weights, fit_encoder, fit_encoders
+from .voxelwise import design_matrices, encoder_weights, fit_encoder, fit_encoders, predict_images
 
 __all__ = ["stimulus_features", "stimulus_patch_tokens", "stored_features", "contrast_energy_matrix", "fit_ridge_cv",
            "pearson_columns", "r2_columns", "fit_encoder", "fit_encoders", "encoder_weights", "design_matrices",
+           "predict_images",
            "AttentionConfig", "AttentionEncoder", "attention_key", "fit_attention_encoder", "fit_attention_encoders",
            "load_attention_encoder", "voxel_queries", "attention_encoders"]

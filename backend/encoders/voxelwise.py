@@ -96,6 +96,13 @@ def encoder_weights(ws: Workspace, subject: str, feature_key: str | None = None)
     return arr[:-1].T.copy(), arr[-1].copy(), enc["feature_key"]
 
 
+def predict_images(ws: Workspace, subject: str, images, embedder, feature_key: str | None = None) -> np.ndarray:
+    """The subject's ridge encoder's predicted response of every voxel to ``images`` (RGB uint8 arrays):
+    (n_images, n_voxels), in the units of the betas it was fitted on."""
+    W, b, _ = encoder_weights(ws, subject, feature_key)
+    return np.asarray(embedder.image_features(list(images)), np.float32) @ W.T + b
+
+
 def fit_encoders(ws: Workspace, subjects=None, device: str = "cpu", cv: str = "gcv", only_missing: bool = False,
                  progress: ProgressFn = None) -> list[dict]:
     """Embed the stimuli with the configured embedder (cached) and fit an encoder per subject.

@@ -9,7 +9,8 @@ file. ``$VOXELSCOPE_MODELS`` points to another config file. ``load_role(role, de
 to load a model: each role's loader picks the class for the folder's kind (our demo models and
 Hugging Face folders are separate classes, each with ``from_pretrained(folder, device)``).
 
-The demo models' training and evaluation live in :mod:`backend.models.demo`.
+The demo models' training and evaluation live in :mod:`backend.models.demo`; the demo world's judge (the synthetic
+subjects' eyes, not a role) loads with ``load_judge()``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import tomllib
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from .judge import load_judge
 
-__all__ = ["ROLES", "config_path", "model_config", "load_role", "models_summary"]
+__all__ = ["ROLES", "config_path", "model_config", "load_role", "models_summary", "load_judge"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ROLES = ("embedder", "generator", "captioner", "language_model", "sentence_embedder")

@@ -2,8 +2,10 @@
 
 Two kinds load through :func:`load_generator`:
 
-* our demo pipeline (:class:`EmbeddingConditionedPipeline`): a pixel-space ``UNet2DModel`` at 32x32
-  conditioned on the embedder's text embedding (added to the timestep embedding), DDIM scheduler;
+* our demo pipeline (:class:`EmbeddingConditionedPipeline`): a ``UNet2DModel`` conditioned on a unit embedding of
+  the embedder's joint space (a caption's text embedding or an image embedding, unCLIP-style; zeros =
+  unconditional), added to the timestep embedding; in pixel space (the first demo generator, 32x32) or on the
+  latents of a small ``AutoencoderKL`` (64x64 images from 16x16x4 latents); eps- or v-prediction;
 * a Stable Diffusion folder (``StableDiffusionPipeline``, e.g. stable-diffusion-2-1-base saved locally),
   whose latents decode through its VAE.
 
@@ -18,38 +20,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DModel
 
 from ..errors import InvalidInputError
 from ._files import read_json
 
 __all__ = ["Generator", "DemoGenerator", "StableDiffusionGenerator", "EmbeddingConditionedPipeline",
-           "new_demo_unet", "load_generator"]
+           "new_demo_unet", "new_demo_vae", "new_demo_latent_unet", "load_generator"]
 
 
 class EmbeddingConditionedPipeline(DiffusionPipeline):
-    """unet: UNet2DModel(class_embed_type='identity'); the condition is a (B, time_embed_dim) embedding."""
+    """unet: UNet2DModel(class_embed_type='identity'); the condition is a (B, time_embed_dim) embedding; an optional
+    ``vae`` (AutoencoderKL) makes it a latent pipeline. Sampling goes through :class:`DemoGenerator`."""
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler):
+    _optional_components = ["vae"]
+
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, vae: AutoencoderKL | None = None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
-
-    @torch.no_grad()
-    def __call__(self, condition: torch.Tensor, num_inference_steps: int = 50, guidance_scale: float = 3.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [0, 1], (B, 3, H, W), for conditions (B, dim); zeros = unconditional."""
-        size = self.unet.config.sample_size
-        x = torch.randn((condition.shape[0], 3, size, size), generator=generator).to(self.unet.device)
-        self.scheduler.set_timesteps(num_inference_steps)
-        for t in self.scheduler.timesteps:
-            eps_c = self.unet(x, t, class_labels=condition).sample
-            if guidance_scale != 1.0:
-                eps_u = self.unet(x, t, class_labels=torch.zeros_like(condition)).sample
-                eps = eps_u + guidance_scale * (eps_c - eps_u)
-            else:
-                eps = eps_c
-            x = self.scheduler.step(eps, t, x).prev_sample
-        return (x / 2 + 0.5).clamp(0, 1)
+        self.register_modules(unet=unet, scheduler=scheduler, vae=vae)
 
 
 def new_demo_unet(cond_dim: int = 256, size: int = 32, base: int = 32) -> UNet2DModel:
@@ -59,6 +47,23 @@ def new_demo_unet(cond_dim: int = 256, size: int = 32, base: int = 32) -> UNet2D
                        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
                        class_embed_type="identity", norm_num_groups=8, attention_head_dim=32)
+
+
+def new_demo_vae(base: int = 16, size: int = 64) -> AutoencoderKL:
+    """A small KL autoencoder: (3, 64, 64) images <-> (4, 16, 16) latents."""
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
+                         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                         block_out_channels=(base, 2 * base, 4 * base), norm_num_groups=8)
+
+
+def new_demo_latent_unet(cond_dim: int = 256, size: int = 16, base: int = 48) -> UNet2DModel:
+    """The latent UNet: (4, 16, 16) latents, attention at 8x8 and 4x4; the condition is added to the time
+    embedding (cond_dim)."""
+    return UNet2DModel(sample_size=size, in_channels=4, out_channels=4, layers_per_block=2,
+                       block_out_channels=(base, 2 * base, 3 * base), time_embedding_dim=cond_dim,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+                       class_embed_type="identity", norm_num_groups=16, attention_head_dim=32)
 
 
 class Generator:
@@ -88,6 +93,24 @@ class Generator:
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] (B, 3, H, W) at the generator's resolution -> latents (the inverse of ``decode``)."""
+        raise NotImplementedError
+
+    @property
+    def image_size(self) -> int:
+        raise NotImplementedError
+
+    def images_to_tensor(self, images) -> torch.Tensor:
+        """uint8 images (n, H, W, 3) of any size -> (n, 3, S, S) in [0, 1] at the generator's resolution."""
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.stack([np.asarray(i) for i in images])).permute(0, 3, 1, 2).float() / 255
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="area"
+                              if x.shape[-1] > self.image_size else "bilinear")
+        return x.to(self.device)
 
     # --- the loop, one step at a time
     def prepare_latents(self, n: int, seed: int) -> torch.Tensor:
@@ -121,36 +144,97 @@ class Generator:
         x = self.prepare_latents(len(prompts), seed)
         for t in self.timesteps(steps):
             x = self.step(self.predict_noise(x, t, cond, guidance, uncond), t, x)
-        img = self.decode(x)
-        return (img.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        return self.to_uint8(self.decode(x))
+
+    @staticmethod
+    def to_uint8(img: torch.Tensor) -> np.ndarray:
+        return (img.permute(0, 2, 3, 1).detach().cpu().numpy() * 255).round().astype(np.uint8)
+
+    @torch.no_grad()
+    def img2img(self, images, cond: torch.Tensor, strength: float = 0.6, steps: int = 50, guidance: float = 3.0,
+                seed: int = 0) -> np.ndarray:
+        """Start from ``images`` (uint8 (n, H, W, 3)) noised to the ``strength`` point of the schedule (0 = keep
+        them, 1 = from pure noise) and denoise under ``cond``; uint8 images (n, S, S, 3)."""
+        if not 0 <= strength <= 1:
+            raise InvalidInputError(f"strength must be in [0, 1], got {strength}")
+        x0 = self.encode(self.images_to_tensor(images))
+        ts = self.timesteps(steps)
+        start = min(int(round(steps * (1 - strength))), steps)
+        ts = ts[start:]
+        if len(ts) == 0:
+            return self.to_uint8(self.decode(x0))
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.randn(x0.shape, generator=g).to(self.device)
+        x = self.scheduler.add_noise(x0, noise, ts[:1].repeat(len(x0)))
+        uncond = self.unconditional(len(x0))
+        for t in ts:
+            x = self.step(self.predict_noise(x, t, cond, guidance, uncond), t, x)
+        return self.to_uint8(self.decode(x))
 
 
 class DemoGenerator(Generator):
-    """Our demo pipeline: a pixel-space UNet conditioned on the embedder's unit text (or image) embedding."""
+    """Our demo pipeline: a UNet conditioned on a unit embedding of the embedder's joint space (text or image), in
+    pixel space or on the latents of its VAE. A v-prediction UNet's output is turned into the noise estimate, so
+    every caller (and BrainDiVE's guidance) sees eps."""
 
-    def __init__(self, pipe: EmbeddingConditionedPipeline, model_id: str, device: str = "cpu", embedder=None):
+    def __init__(self, pipe: EmbeddingConditionedPipeline, model_id: str, device: str = "cpu", embedder=None,
+                 prediction: str = "epsilon"):
         super().__init__(pipe, model_id, device)
         self.embedder = embedder  # defines the condition space
+        self.vae = getattr(pipe, "vae", None)
+        if prediction not in ("epsilon", "v_prediction"):
+            raise InvalidInputError(f"prediction must be 'epsilon' or 'v_prediction', got {prediction!r}")
+        self.prediction = prediction
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "cpu", embedder=None) -> "DemoGenerator":
         pipe = EmbeddingConditionedPipeline.from_pretrained(str(folder), local_files_only=True)
-        return cls(pipe, _model_id(Path(folder)), device, embedder)
+        info = Path(folder) / "voxelscope.json"
+        prediction = json.loads(info.read_text()).get("prediction", "epsilon") if info.exists() else "epsilon"
+        return cls(pipe, _model_id(Path(folder)), device, embedder, prediction)
+
+    @property
+    def image_size(self) -> int:
+        size = self.pipe.unet.config.sample_size
+        return size * 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else size
 
     def condition(self, prompts: list[str]) -> torch.Tensor:
         if self.embedder is None:
             raise InvalidInputError("the demo generator needs the demo embedder to turn prompts into conditions")
         return torch.from_numpy(self.embedder.text_features(prompts)).to(self.device)
 
+    def condition_images(self, images) -> torch.Tensor:
+        """Conditions from images (uint8 (n, H, W, 3)) or from image embeddings (n, dim) of the joint space."""
+        a = np.asarray(images) if not isinstance(images, list) else images
+        if isinstance(a, np.ndarray) and a.ndim == 2:
+            e = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-8)
+            return torch.from_numpy(e.astype(np.float32)).to(self.device)
+        if self.embedder is None:
+            raise InvalidInputError("the demo generator needs the demo embedder to embed condition images")
+        return torch.from_numpy(self.embedder.image_features(images)).to(self.device)
+
     def unconditional(self, n: int) -> torch.Tensor:
         cfg = self.pipe.unet.config
         return torch.zeros((n, cfg.time_embedding_dim or 4 * cfg.block_out_channels[0]), device=self.device)
 
     def _unet_eps(self, x, t, cond):
-        return self.pipe.unet(x, t, class_labels=cond).sample
+        out = self.pipe.unet(x, t, class_labels=cond).sample
+        if self.prediction == "epsilon":
+            return out
+        abar = self.scheduler.alphas_cumprod.to(x.device)[torch.as_tensor(t, device=x.device).long()]
+        return abar.sqrt() * out + (1 - abar).sqrt() * x  # eps from v
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return (latents / 2 + 0.5).clamp(0, 1)
+        if self.vae is None:
+            return (latents / 2 + 0.5).clamp(0, 1)
+        img = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        return (img / 2 + 0.5).clamp(0, 1)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        x = images * 2 - 1
+        if self.vae is None:
+            return x
+        return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
 
 
 class StableDiffusionGenerator(Generator):
@@ -179,6 +263,14 @@ class StableDiffusionGenerator(Generator):
         vae = self.pipe.vae
         img = vae.decode(latents / vae.config.scaling_factor).sample
         return (img / 2 + 0.5).clamp(0, 1)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        vae = self.pipe.vae
+        return vae.encode(images * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
+
+    @property
+    def image_size(self) -> int:
+        return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
 
 
 def _model_id(folder: Path) -> str:

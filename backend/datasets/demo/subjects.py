@@ -260,20 +260,35 @@ def prf_matrix(x, y, sigma, grid: int = CONTRAST_GRID) -> np.ndarray:
     return g.astype(np.float32)
 
 
+def drive(weights, prf_x, prf_y, prf_sigma, sem: np.ndarray, contrast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two raw parts of every voxel's response, before normalisation: (low, high), each (n_images, n_voxels).
+
+    low = sqrt(contrast energy inside the pRF) (compressive spatial summation); high = semantic features @ tuning."""
+    low = contrast.reshape(contrast.shape[0], -1).astype(np.float32) @ prf_matrix(prf_x, prf_y, prf_sigma)
+    return np.sqrt(np.maximum(low, 0)), (sem @ np.asarray(weights, np.float32).T).astype(np.float32)
+
+
+def combine(low: np.ndarray, high: np.ndarray, prf_share: np.ndarray, stats: dict | None = None) -> np.ndarray:
+    """sqrt(share) z(low) + sqrt(1 - share) z(high), z-scored again; the z-scores use ``stats`` (means and stds
+    of low, high and the mix over the world's images: ``low_mean, low_std, high_mean, high_std, mix_mean,
+    mix_std``) or, without them, the images given."""
+    def z(a, m, sd):
+        return (a - m) / np.maximum(sd, 1e-6)
+
+    st = stats or {"low_mean": low.mean(0), "low_std": low.std(0), "high_mean": high.mean(0), "high_std": high.std(0)}
+    mix = np.sqrt(prf_share) * z(low, st["low_mean"], st["low_std"]) + \
+        np.sqrt(1 - prf_share) * z(high, st["high_mean"], st["high_std"])
+    if stats is None:
+        return z(mix, mix.mean(0), mix.std(0)).astype(np.float32)
+    return z(mix, stats["mix_mean"], stats["mix_std"]).astype(np.float32)
+
+
 def true_signal(truth: SubjectTruth, sem: np.ndarray, contrast: np.ndarray) -> np.ndarray:
     """Noise-free response of every voxel to every image, z-scored over images: (n_images, n_voxels).
 
     ``sem``: (n_images, n_semantic); ``contrast``: (n_images, grid, grid)."""
-    low = contrast.reshape(contrast.shape[0], -1).astype(np.float32) @ prf_matrix(truth.prf_x, truth.prf_y,
-                                                                                 truth.prf_sigma)
-    low = np.sqrt(np.maximum(low, 0))  # compressive spatial summation
-    high = sem @ truth.weights.T
-
-    def z(a):
-        return (a - a.mean(0)) / np.maximum(a.std(0), 1e-6)
-
-    s = np.sqrt(truth.prf_share) * z(low) + np.sqrt(1 - truth.prf_share) * z(high)
-    return z(s).astype(np.float32)
+    low, high = drive(truth.weights, truth.prf_x, truth.prf_y, truth.prf_sigma, sem, contrast)
+    return combine(low, high, truth.prf_share)
 
 
 def simulate_session(truth: SubjectTruth, signal: np.ndarray, stim_ids: np.ndarray, seed: int,

@@ -118,3 +118,101 @@ def generator_agreement(generator, embedder, grid_path=None, per_category: int =
         Image.fromarray(np.concatenate(rows, axis=0)).resize((8 * 64, len(rows) * 64), Image.NEAREST).save(grid_path)
     return {"overall": float(np.mean(list(per.values()))), "per_category": per, "guidance": guidance,
             "steps": steps, "samples_per_category": per_category}
+
+
+def judge_accuracy(judge, data: dict) -> dict:
+    """The judge on held-out world images (``render_judge_set``): per-pixel accuracy, per-category pixel recall,
+    the correlation over images of each category's visible area (predicted vs true), background accuracy."""
+    from ..judge import BACKGROUND_TYPES, JUDGE_CLASSES
+
+    labels, bg = judge.segment(list(data["images"]))
+    true = data["labels"]
+    out = {"pixel_accuracy": float((labels == true).mean()), "n": int(len(true))}
+    recall, area_r = {}, {}
+    for c in range(1, len(JUDGE_CLASSES)):
+        m = true == c
+        recall[JUDGE_CLASSES[c]] = float((labels[m] == c).mean()) if m.any() else float("nan")
+        a, b = (labels == c).mean((1, 2)), m.mean((1, 2))
+        area_r[JUDGE_CLASSES[c]] = float(np.corrcoef(a, b)[0, 1])
+    out["pixel_recall"] = recall
+    out["area_r"] = area_r
+    out["background_accuracy"] = float((bg.argmax(1) == data["background"]).mean())
+    out["background_types"] = list(BACKGROUND_TYPES)
+    return out
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (rows = images): FID's formula."""
+    from scipy import linalg
+
+    ma, mb = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(ca @ cb, disp=False)
+    return float(((ma - mb) ** 2).sum() + np.trace(ca + cb - 2 * np.real(root)))
+
+
+def shows(labels: np.ndarray, category: str, min_share: float = 0.02) -> np.ndarray:
+    """(n,) whether the judge's segmentations show ``category`` over at least ``min_share`` of the image."""
+    from ..judge import JUDGE_CLASSES
+
+    return (labels == JUDGE_CLASSES.index(category)).mean((1, 2)) >= min_share
+
+
+def generator_judged(generator, judge, held: dict, per_category: int = 24, n_uncond: int = 96, steps: int = 50,
+                     guidance: float = 3.0, seed: int = 0, grid_path=None, uncond_grid_path=None) -> dict:
+    """The generator judged by the judge (independent of the embedder that conditions it).
+
+    * conditional: ``per_category`` samples per category from the category prompts; the share the judge sees
+      the category in (>= 2% of the image);
+    * unconditional: ``n_uncond`` samples; per category, the share showing it, next to the share of held-out world
+      images that do (``held`` from :func:`backend.models.demo.train.render_judge_set`);
+    * ceiling: the same judge on held-out world images holding the category, brought to the generator's
+      resolution and back;
+    * Frechet distance of the judge's pooled features, generated (conditional and unconditional together) vs
+      held-out world images.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    prompts = category_prompts()
+    size = generator.image_size
+    cond, cond_imgs, grid = {}, [], []
+    for k, c in enumerate(CATEGORIES):
+        ps = [prompts[c][i % len(prompts[c])] for i in range(per_category)]
+        imgs = generator.sample(ps, steps=steps, guidance=guidance, seed=seed + k)
+        cond[c] = float(shows(judge.segment(list(imgs))[0], c).mean())
+        cond_imgs.append(imgs)
+        grid.append(imgs[:8])
+    x = generator.prepare_latents(n_uncond, seed + 100)
+    u = generator.unconditional(n_uncond)
+    with torch.no_grad():
+        for t in generator.timesteps(steps):
+            x = generator.step(generator.predict_noise(x, t, u), t, x)
+        unc = generator.to_uint8(generator.decode(x))
+    unc_labels = judge.segment(list(unc))[0]
+    real = torch.from_numpy(held["images"]).permute(0, 3, 1, 2).float()
+    squeezed = F.interpolate(F.interpolate(real, size=(size, size), mode="area"), size=real.shape[-2:],
+                             mode="bilinear", align_corners=False)
+    squeezed = squeezed.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    sq_labels = judge.segment(list(squeezed))[0]
+    true = held["labels"]
+    uncond, world, ceiling = {}, {}, {}
+    from ..judge import JUDGE_CLASSES
+
+    for c in CATEGORIES:
+        has = (true == JUDGE_CLASSES.index(c)).mean((1, 2)) >= 0.02
+        uncond[c] = float(shows(unc_labels, c).mean())
+        world[c] = float(has.mean())
+        ceiling[c] = float(shows(sq_labels[has], c).mean()) if has.any() else float("nan")
+    gen_feats = judge.embed(list(np.concatenate(cond_imgs + [unc])))
+    fd = frechet_distance(gen_feats, judge.embed(list(held["images"])))
+    for path, rows in ((grid_path, grid), (uncond_grid_path, [unc[i * 8:(i + 1) * 8] for i in range(6)])):
+        if path is not None:
+            from PIL import Image
+
+            im = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+            Image.fromarray(im).resize((im.shape[1] * 64 // size, im.shape[0] * 64 // size), Image.NEAREST).save(path)
+    return {"conditional": cond, "conditional_overall": float(np.mean(list(cond.values()))),
+            "unconditional": uncond, "world_share": world, "ceiling_real_at_generator_size": ceiling,
+            "frechet_judge_features": fd, "image_size": size, "steps": steps, "guidance": guidance,
+            "samples_per_category": per_category, "unconditional_samples": n_uncond}

@@ -67,13 +67,74 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
+def _optimise(opt, loss: torch.Tensor, step: int, steps: int, peak: float, clip_params=None, warmup: int = 100):
+    """One optimiser step at the warm-up + cosine learning rate, with optional gradient-norm clipping to 1."""
+    for g in opt.param_groups:
+        g["lr"] = _lr(step, steps, peak, warmup)
+    opt.zero_grad()
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
+    opt.step()
+
+
+def _tick(progress: ProgressFn, log, label: str, step: int, steps: int, loss: torch.Tensor, t0: float,
+          every: int = 100) -> None:
+    """Report progress (a bar with counts) and log the loss every ``every`` steps."""
+    report(progress, f"Training {label}", step + 1, steps)
+    if step % every == 0 or step == steps - 1:
+        log(f"{label} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
+
+
+class Checkpoint:
+    """A training run's resumable state in ``folder/train_state.pt``: model, optimiser, random streams, step.
+
+    Written to a temporary file and renamed, so a run killed at any moment resumes from the last complete
+    checkpoint and ends with the same weights as an uninterrupted run; removed when training finishes."""
+
+    def __init__(self, folder: Path, config: dict):
+        self.path = Path(folder) / "train_state.pt"
+        self.config = config
+
+    def load(self, model, opt, rng: np.random.Generator, log=print) -> int:
+        """Restore the state if a checkpoint exists; returns the step to continue from (0 = fresh)."""
+        if not self.path.exists():
+            return 0
+        st = torch.load(self.path, weights_only=False)
+        if st["config"] != self.config:
+            raise ValueError(f"{self.path} was written by a run with {st['config']}, not {self.config}; "
+                             "remove it to start afresh")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        log(f"resuming at step {st['step']} from {self.path}")
+        return int(st["step"])
+
+    def save(self, model, opt, rng: np.random.Generator, step: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"config": self.config, "model": model.state_dict(), "opt": opt.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step}, tmp)
+        tmp.replace(self.path)
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batch: int = 128,
-                   progress: ProgressFn = None, log=print, image_norm: str = "group") -> dict:
-    """Contrastive (CLIP) training of the demo embedder; saves it to ``out``."""
+                   progress: ProgressFn = None, log=print, image_norm: str = "group",
+                   checkpoint_every: int = 100) -> dict:
+    """Contrastive (CLIP) training of the demo embedder; saves it to ``out``.
+
+    Every ``checkpoint_every`` steps the model, optimiser and random streams go to ``out/train_state.pt``
+    (written to a temporary file, then renamed), so a run killed at any moment resumes from the last checkpoint
+    and ends with the same weights as an uninterrupted run; the file is removed when training finishes."""
     from ..embedder import DemoClip, DemoClipModel
     from ..tokenizer import WordTokenizer
 
     _seed_everything(seed)
+    out = Path(out)
     captions = data["captions"]
     tok = WordTokenizer.train([c for cs in captions for c in cs])
     model = DemoClipModel(vocab=len(tok), image_norm=image_norm)
@@ -82,8 +143,11 @@ def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batc
     rng = np.random.default_rng(seed)
     n = len(images)
     t0 = time.time()
+    ckpt = Checkpoint(out, {"seed": seed, "steps": steps, "batch": batch, "image_norm": image_norm})
+    start = ckpt.load(model, opt, rng, log)
     model.train()
-    for step in range(steps):
+    loss = torch.tensor(float("nan"))
+    for step in range(start, steps):
         idx = rng.choice(n, batch, replace=False)
         texts = [captions[i][rng.integers(len(captions[i]))] for i in idx]
         ids, mask = tok.batch(texts)
@@ -97,18 +161,112 @@ def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batc
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
         target = torch.arange(batch)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, steps, 1e-3)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        report(progress, "Training embedder", step + 1, steps)
-        if step % 100 == 0 or step == steps - 1:
-            log(f"embedder step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f} s)")
+        _optimise(opt, loss, step, steps, 1e-3)
+        _tick(progress, log, "embedder", step, steps, loss, t0)
+        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            ckpt.save(model, opt, rng, step + 1)
     model.eval()
     emb = DemoClip(model, tok, model_id=f"voxelscope/demo-clip-seed{seed}")
     emb.save_pretrained(out)
-    return {"steps": steps, "batch": batch, "seconds": round(time.time() - t0), "final_loss": float(loss.item())}
+    ckpt.done()
+    return {"steps": steps, "batch": batch, "image_norm": image_norm, "seconds_this_run": round(time.time() - t0),
+            "final_loss": float(loss.item())}
+
+
+def render_judge_set(seed: int, n: int, size: int = 64, workers: int | None = None, cache: Path | None = None):
+    """Stimuli (world seed ``seed``) with what the judge learns: per-pixel class (index into JUDGE_CLASSES) and the
+    background type. Returns dict(images (n, size, size, 3) uint8, labels (n, size, size) uint8, background (n,))."""
+    import tempfile
+
+    from ...datasets.demo.world import WorldConfig, render_stimuli
+    from ..judge import BACKGROUND_TYPES, JUDGE_CLASSES
+
+    f = cache / f"judge_{seed}_{n}_{size}.npz" if cache is not None else None
+    if f is not None and f.exists():
+        d = np.load(f)
+        return {k: d[k] for k in ("images", "labels", "background")}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = WorldConfig(seed=seed, n_images=n, n_shared=0, n_unique=0, sessions=[], roi_scale=[])
+        stim, objects, _ = render_stimuli(cfg, Path(tmp), workers=workers)
+        big = np.load(Path(tmp) / "images.npy", mmap_mode="r")
+        masks = np.load(Path(tmp) / "masks.npy", mmap_mode="r")
+        k = big.shape[1] // size
+        images = np.empty((n, size, size, 3), np.uint8)
+        labels = np.zeros((n, size, size), np.uint8)
+        lut = np.zeros((n, 8), np.uint8)  # object index -> class, per image
+        cls = objects.category.map({c: i for i, c in enumerate(JUDGE_CLASSES)}).to_numpy()
+        lut[objects.stim_id.to_numpy(), objects.obj.to_numpy()] = cls
+        for a in range(0, n, 2000):
+            b = np.asarray(big[a:a + 2000], np.float32)
+            images[a:a + 2000] = b.reshape(-1, size, k, size, k, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+            m = np.asarray(masks[a:a + 2000])[:, k // 2::k, k // 2::k]
+            labels[a:a + 2000] = np.take_along_axis(lut[a:a + 2000], m.reshape(len(m), -1), 1).reshape(m.shape)
+    background = stim.background.map({b: i for i, b in enumerate(BACKGROUND_TYPES)}).to_numpy().astype(np.uint8)
+    out = {"images": images, "labels": labels, "background": background}
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(f, **out)
+    return out
+
+
+def _degrade(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Augmentations that make the judge see generated images as the world's: blur (a smaller generator),
+    noise, colour jitter. ``x``: (n, 3, H, W) in [-1, 1]."""
+    n, _, h, w = x.shape
+    low = torch.from_numpy(rng.random(n) < 0.3)
+    if low.any():
+        side = int(rng.choice([24, 32, 48]))
+        small = F.interpolate(x[low], size=(side, side), mode="area")
+        x = x.clone()
+        x[low] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    gain = torch.from_numpy(rng.uniform(0.85, 1.15, (n, 3, 1, 1)).astype(np.float32))
+    x = x * gain + torch.from_numpy(rng.normal(0, 0.03, (n, 1, 1, 1)).astype(np.float32))
+    x = x + torch.from_numpy(rng.uniform(0, 0.06, (n, 1, 1, 1)).astype(np.float32)) * torch.randn_like(x)
+    return x.clamp(-1, 1)
+
+
+def train_judge(out: Path, data: dict, seed: int = 0, steps: int = 2500, batch: int = 32, width: int = 16,
+                progress: ProgressFn = None, log=print, checkpoint_every: int = 200) -> dict:
+    """Train the judge (segmentation into the world's categories + background type) on world pixels and masks;
+    resumable (:class:`Checkpoint`). Saves it to ``out``."""
+    from ..judge import JUDGE_CLASSES, Judge, JudgeNet
+
+    _seed_everything(seed)
+    out = Path(out)
+    size = data["images"].shape[1]
+    net = JudgeNet(width, size)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
+    labels = torch.from_numpy(data["labels"]).long()
+    bgs = torch.from_numpy(data["background"]).long()
+    # rare classes count more: weights ~ 1 / sqrt(pixel frequency)
+    freq = np.bincount(data["labels"][:2000].ravel(), minlength=len(JUDGE_CLASSES)) + 1.0
+    cw = torch.from_numpy((freq.sum() / freq) ** 0.5).float()
+    cw = cw / cw.mean()
+    ckpt = Checkpoint(out, {"seed": seed, "steps": steps, "batch": batch, "width": width, "size": size})
+    start = ckpt.load(net, opt, rng, log)
+    t0 = time.time()
+    net.train()
+    loss = torch.tensor(float("nan"))
+    for step in range(start, steps):
+        idx = torch.from_numpy(rng.choice(len(images), batch, replace=False))
+        x = images[idx].float() / 127.5 - 1
+        y, b = labels[idx], bgs[idx]
+        if rng.random() < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        x = _degrade(x, rng)
+        seg, bg = net(x)
+        loss = F.cross_entropy(seg, y, weight=cw) + 0.3 * F.cross_entropy(bg, b)
+        _optimise(opt, loss, step, steps, 2e-3)
+        _tick(progress, log, "judge", step, steps, loss, t0)
+        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            ckpt.save(net, opt, rng, step + 1)
+    Judge(net, {"width": width, "size": size, "model_id": f"voxelscope/demo-judge-seed{seed}",
+                "classes": list(JUDGE_CLASSES)}).save_pretrained(out)
+    ckpt.done()
+    return {"steps": steps, "batch": batch, "width": width, "size": size,
+            "seconds_this_run": round(time.time() - t0), "final_loss": float(loss.item())}
 
 
 def train_captioner(out: Path, data: dict, embedder, seed: int = 0, steps: int = 2000, batch: int = 128,
@@ -132,87 +290,132 @@ def train_captioner(out: Path, data: dict, embedder, seed: int = 0, steps: int =
         ids, mask = embedder.tokenizer.batch(texts)
         e = F.normalize(feats[idx] + noise * torch.randn_like(feats[idx]), dim=-1)  # robust to projected embeddings
         loss = dec.loss(e, ids, mask)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, steps, 1e-3)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        report(progress, "Training captioner", step + 1, steps)
-        if step % 250 == 0 or step == steps - 1:
-            log(f"captioner step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f} s)")
+        _optimise(opt, loss, step, steps, 1e-3, params)
+        _tick(progress, log, "captioner", step, steps, loss, t0, every=250)
     dec.mapper.eval()
     dec.lm.eval()
     dec.save_pretrained(out)
     return {"steps": steps, "batch": batch, "seconds": round(time.time() - t0), "final_loss": float(loss.item())}
 
 
-def train_generator(out: Path, data: dict, embedder, seed: int = 0, cycles: tuple[int, ...] = (1600, 1600),
-                    batch: int = 48, size: int = 32, p_uncond: float = 0.1, start_cycle: int = 0,
-                    progress: ProgressFn = None, log=print) -> dict:
-    """Pixel-space diffusion at ``size`` px conditioned on the embedder's text features of a caption.
+def train_vae(out: Path, data: dict, seed: int = 0, steps: int = 2000, batch: int = 24, kl_weight: float = 1e-6,
+              progress: ProgressFn = None, log=print, checkpoint_every: int = 200) -> dict:
+    """The generator's autoencoder: (3, 64, 64) world images <-> (4, 16, 16) latents. L1 + MSE reconstruction and a
+    small KL term; resumable (:class:`Checkpoint`). The latents' scaling factor (1 / their std over 2,000 training
+    images) is stored in its config, as Stable Diffusion's VAE does. Saves it to ``out``."""
+    from ..generator import new_demo_vae
 
-    The schedule is cosine cycles with warm restarts (``cycles`` steps each; fresh optimiser and a random stream
-    seeded by (seed, cycle) per cycle), saved after every cycle, so ``start_cycle=k`` resumes exactly from the
-    model saved after cycle k-1."""
-    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+    _seed_everything(seed)
+    out = Path(out)
+    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
+    vae = new_demo_vae(size=images.shape[-1])
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    ckpt = Checkpoint(out, {"seed": seed, "steps": steps, "batch": batch, "kl_weight": kl_weight})
+    start = ckpt.load(vae, opt, rng, log)
+    t0 = time.time()
+    vae.train()
+    loss = torch.tensor(float("nan"))
+    for step in range(start, steps):
+        x = images[torch.from_numpy(rng.choice(len(images), batch, replace=False))].float() / 127.5 - 1
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + kl_weight * post.kl().mean()
+        _optimise(opt, loss, step, steps, 1e-3, vae.parameters())
+        _tick(progress, log, "the generator's autoencoder", step, steps, loss, t0)
+        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            ckpt.save(vae, opt, rng, step + 1)
+    vae.eval()
+    with torch.no_grad():
+        x = images[:2000].float() / 127.5 - 1
+        z = torch.cat([vae.encode(x[a:a + 200]).latent_dist.mode() for a in range(0, len(x), 200)])
+        rec = torch.cat([vae.decode(z[a:a + 200]).sample for a in range(0, len(z), 200)])
+    vae.register_to_config(scaling_factor=float(1 / z.std()))
+    vae.save_pretrained(str(out))
+    ckpt.done()
+    psnr = float(10 * torch.log10(4 / F.mse_loss(rec.clamp(-1, 1), x)))
+    return {"steps": steps, "batch": batch, "seconds_this_run": round(time.time() - t0), "final_loss": float(loss.item()),
+            "psnr_train_2000": psnr, "scaling_factor": float(1 / z.std())}
 
-    from ..generator import EmbeddingConditionedPipeline, new_demo_unet
 
-    imgs = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    imgs = F.interpolate(imgs, size=(size, size), mode="area")
+def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int = 5500, batch: int = 48,
+                    p_text: float = 0.45, p_uncond: float = 0.15, ema_decay: float = 0.999,
+                    progress: ProgressFn = None, log=print, checkpoint_every: int = 250) -> dict:
+    """The demo generator: latent diffusion on the VAE in ``out/vae`` (train it first: :func:`train_vae`).
+
+    Recipe: v-prediction with a cosine noise schedule; the condition of each training image is, at random, the
+    text embedding of one of its captions (``p_text``), its own image embedding (unCLIP-style, the rest), or
+    zeros (``p_uncond``, so the model also samples unconditionally and supports classifier-free guidance); EMA
+    weights (``ema_decay``) are what is saved; AdamW with warm-up and cosine decay. Resumable after kill -9
+    (:class:`Checkpoint`, the EMA included). Saves the pipeline (unet = EMA weights, vae, DDIM scheduler) to ``out``."""
+    import copy
+
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    from ..generator import new_demo_latent_unet
+
+    out = Path(out)
+    vae = AutoencoderKL.from_pretrained(str(out / "vae"), local_files_only=True).eval()
+    sf = vae.config.scaling_factor
+    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
+    with torch.no_grad():  # every training image's latent (mean of the posterior) and embeddings, once
+        lat = torch.cat([vae.encode(images[a:a + 250].float() / 127.5 - 1).latent_dist.mode() * sf
+                         for a in range(0, len(images), 250)])
+    img_emb = torch.from_numpy(embedder.image_features(data["images"]))
     captions = data["captions"]
     flat = [c for cs in captions for c in cs]
-    owner = np.concatenate([[i] * len(cs) for i, cs in enumerate(captions)])
+    first = np.concatenate([[0], np.cumsum([len(cs) for cs in captions])[:-1]])
     text = torch.from_numpy(embedder.text_features(flat))
-    train_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
-    if start_cycle == 0:
-        _seed_everything(seed)
-        unet = new_demo_unet(embedder.dim, size)
-    else:
-        unet = UNet2DModel.from_pretrained(str(Path(out) / "unet"), local_files_only=True)
-        log(f"generator: resuming after cycle {start_cycle} from {out}")
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    _seed_everything(seed)
+    unet = new_demo_latent_unet(embedder.dim, lat.shape[-1])
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    both = torch.nn.ModuleDict({"unet": unet, "ema": ema})  # checkpointed together
+    opt = torch.optim.AdamW(unet.parameters(), lr=3e-4, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    ckpt = Checkpoint(out, {"seed": seed, "steps": steps, "batch": batch, "p_text": p_text, "p_uncond": p_uncond,
+                            "ema_decay": ema_decay, "vae_scaling": sf})
+    start = ckpt.load(both, opt, rng, log)
     t0 = time.time()
-    for cycle in range(start_cycle, len(cycles)):
-        steps = cycles[cycle]
-        if cycle > 0:
-            torch.manual_seed(seed * 1000 + cycle)
-        rng = np.random.default_rng(seed if cycle == 0 else [seed, cycle])
-        loss = _generator_cycle(unet, imgs, text, owner, flat, train_sched, rng, steps, batch, p_uncond, cycle,
-                                progress, log, t0)
-        unet.eval()
-        pipe = EmbeddingConditionedPipeline(unet, DDIMScheduler.from_config(train_sched.config))
-        pipe.save_pretrained(str(out))
-        (Path(out) / "voxelscope.json").write_text(json.dumps({
-            "model_id": f"voxelscope/demo-pixel-diffusion-seed{seed}", "condition": embedder.model_id,
-            "cycles_done": cycle + 1, "cycles": list(cycles)}))
-    return {"cycles": list(cycles), "batch": batch, "size": size, "seconds_this_run": round(time.time() - t0),
-            "final_loss": float(loss)}
-
-
-def _generator_cycle(unet, imgs, text, owner, flat, train_sched, rng, steps, batch, p_uncond, cycle, progress,
-                     log, t0) -> float:
-    opt = torch.optim.AdamW(unet.parameters(), lr=4e-4, weight_decay=0.0)
     unet.train()
-    for step in range(steps):
-        cap = rng.choice(len(flat), batch, replace=False)
-        x0 = imgs[owner[cap]]
-        cond = text[cap].clone()
-        cond[torch.from_numpy(rng.random(batch) < p_uncond)] = 0
+    loss = torch.tensor(float("nan"))
+    for step in range(start, steps):
+        idx = rng.choice(len(lat), batch, replace=False)
+        x0 = lat[idx]
+        u = rng.random(batch)
+        cap = first[idx] + (rng.random(batch) * np.array([len(captions[i]) for i in idx])).astype(int)
+        cond = torch.where(torch.from_numpy(u < p_text)[:, None], text[cap], img_emb[idx])
+        cond[torch.from_numpy(u >= 1 - p_uncond)] = 0
         noise = torch.randn_like(x0)
-        t = torch.randint(0, 1000, (batch,))
-        xt = train_sched.add_noise(x0, noise, t)
-        loss = F.mse_loss(unet(xt, t, class_labels=cond).sample, noise)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, steps, 4e-4)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        report(progress, f"Training generator (cycle {cycle + 1})", step + 1, steps)
-        if step % 200 == 0 or step == steps - 1:
-            log(f"generator cycle {cycle + 1} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
-    return float(loss.item())
+        t = torch.from_numpy(rng.integers(0, 1000, batch))
+        xt = sched.add_noise(x0, noise, t)
+        target = sched.get_velocity(x0, noise, t)
+        loss = F.mse_loss(unet(xt, t, class_labels=cond).sample, target)
+        _optimise(opt, loss, step, steps, 3e-4, unet.parameters(), warmup=200)
+        with torch.no_grad():
+            d = min(ema_decay, (1 + step) / (10 + step))
+            for pe, pu in zip(ema.parameters(), unet.parameters()):
+                pe.mul_(d).add_(pu.detach(), alpha=1 - d)
+        _tick(progress, log, "generator", step, steps, loss, t0)
+        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            ckpt.save(both, opt, rng, step + 1)
+            _save_generator(out, ema, vae, sched, seed, embedder, step + 1, steps)  # a usable snapshot
+    _save_generator(out, ema, vae, sched, seed, embedder, steps, steps)
+    ckpt.done()
+    return {"steps": steps, "batch": batch, "p_text": p_text, "p_uncond": p_uncond, "ema_decay": ema_decay,
+            "seconds_this_run": round(time.time() - t0), "final_loss": float(loss)}
+
+
+def _save_generator(out: Path, unet, vae, sched, seed: int, embedder, done: int, steps: int) -> None:
+    from diffusers import DDIMScheduler
+
+    from ..generator import EmbeddingConditionedPipeline
+
+    sampler = DDIMScheduler.from_config(sched.config, prediction_type="epsilon")  # the generator hands out eps
+    EmbeddingConditionedPipeline(unet, sampler, vae).save_pretrained(str(out))
+    (Path(out) / "voxelscope.json").write_text(json.dumps({
+        "model_id": f"voxelscope/demo-latent-diffusion-seed{seed}", "condition": embedder.model_id,
+        "prediction": "v_prediction", "steps_done": done, "steps": steps}))
 
 
 def save_report(out: Path, name: str, report_: dict) -> None:
@@ -224,7 +427,8 @@ def save_report(out: Path, name: str, report_: dict) -> None:
 
 
 def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = None, workers: int | None = None,
-              progress: ProgressFn = None, log=print, resume: bool = False) -> dict:
+              progress: ProgressFn = None, log=print, embedder_steps: int = 1400,
+              image_norm: str = "group") -> dict:
     """Train the demo models named in ``which`` into ``out/<role>`` and evaluate them on held-out images."""
     from ..embedder import DemoClip
     from . import evaluate
@@ -232,18 +436,30 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    train = render_set(TRAIN_SEED_OFFSET + seed, 30000, cache=cache, workers=workers)
-    held = render_set(HELDOUT_SEED_OFFSET + seed, 2000, cache=cache, workers=workers)
+    if {"embedder", "captioner", "generator"} & set(which):
+        train = render_set(TRAIN_SEED_OFFSET + seed, 30000, cache=cache, workers=workers)
+        held = render_set(HELDOUT_SEED_OFFSET + seed, 2000, cache=cache, workers=workers)
     results = {}
     if "embedder" in which:
-        rep = train_embedder(out / "embedder", train, seed=seed, progress=progress, log=log)
+        rep = train_embedder(out / "embedder", train, seed=seed, steps=embedder_steps, image_norm=image_norm,
+                             progress=progress, log=log)
         emb = DemoClip.from_pretrained(out / "embedder")
         rep["zero_shot"] = evaluate.zero_shot_accuracy(emb, held["images"], held["objects"])
         rep["retrieval"] = evaluate.retrieval(emb, held["images"], held["captions"])
         log(f"embedder: zero-shot {rep['zero_shot']['accuracy']:.3f}, image->caption {rep['retrieval']}")
         save_report(out, "embedder", rep)
         results["embedder"] = rep
-    emb = DemoClip.from_pretrained(out / "embedder")
+    if "judge" in which:
+        from ..judge import load_judge
+
+        jtrain = render_judge_set(TRAIN_SEED_OFFSET + seed, 20000, cache=cache, workers=workers)
+        jheld = render_judge_set(HELDOUT_SEED_OFFSET + seed, 1000, cache=cache, workers=workers)
+        rep = train_judge(out / "judge", jtrain, seed=seed, progress=progress, log=log)
+        rep["held_out"] = evaluate.judge_accuracy(load_judge(out / "judge"), jheld)
+        log(f"judge: held-out {rep['held_out']}")
+        save_report(out, "judge", rep)
+        results["judge"] = rep
+    emb = DemoClip.from_pretrained(out / "embedder") if {"captioner", "generator"} & set(which) else None
     if "captioner" in which:
         from ..captioner import CaptionDecoder
 
@@ -256,17 +472,30 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
     if "generator" in which:
         from ..generator import load_generator
 
-        start = 0
-        info = out / "generator" / "voxelscope.json"
-        if resume and info.exists():
-            start = json.loads(info.read_text()).get("cycles_done", 1)
-        rep = train_generator(out / "generator", train, emb, seed=seed, start_cycle=start, progress=progress, log=log)
-        gen = load_generator(out / "generator", embedder=emb)
-        rep["category_agreement"] = evaluate.generator_agreement(gen, emb, out / "generator_samples.png")
-        log(f"generator: category agreement {rep['category_agreement']['overall']:.3f}")
+        gdir = out / "generator"
+        if not (gdir / "vae" / "config.json").exists() or (gdir / "vae" / "train_state.pt").exists():
+            rep = train_vae(gdir / "vae", train, seed=seed, progress=progress, log=log)
+            save_report(out, "generator_vae", rep)
+        rep = train_generator(gdir, train, emb, seed=seed, progress=progress, log=log)
+        gen = load_generator(gdir, embedder=emb)
+        rep.update(_judge_generator(out, gen, emb, seed, cache, workers))
+        log(f"generator: judged {rep['judged']}")
         save_report(out, "generator", rep)
         results["generator"] = rep
     return results
+
+
+def _judge_generator(out: Path, gen, emb, seed: int, cache, workers=None) -> dict:
+    """The generator's quality: judged by the judge (conditional, unconditional, ceiling, Frechet distance; the two
+    sample grids) and, for comparison with the first demo generator, the embedder's zero-shot agreement."""
+    from ..judge import load_judge
+    from . import evaluate
+
+    jheld = render_judge_set(HELDOUT_SEED_OFFSET + seed, 1000, cache=cache, workers=workers)
+    judge = load_judge(out / "judge") if (out / "judge").exists() else load_judge()
+    return {"judged": evaluate.generator_judged(gen, judge, jheld, grid_path=out / "generator_samples.png",
+                                                uncond_grid_path=out / "generator_unconditional.png"),
+            "category_agreement": evaluate.generator_agreement(gen, emb)}
 
 
 def evaluate_all(out: Path, seed: int = 0, cache: Path | None = None, log=print) -> dict:
@@ -294,7 +523,14 @@ def evaluate_all(out: Path, seed: int = 0, cache: Path | None = None, log=print)
     if (out / "generator").exists():
         gen = load_generator(out / "generator", embedder=emb)
         g = rep.setdefault("generator", {})
-        g["category_agreement"] = evaluate.generator_agreement(gen, emb, out / "generator_samples.png")
-        log(f"generator: category agreement {g['category_agreement']}")
+        g.update(_judge_generator(out, gen, emb, seed, cache))
+        log(f"generator: judged {g['judged']}")
+    if (out / "judge").exists():
+        from ..judge import load_judge
+
+        j = rep.setdefault("judge", {})
+        j["held_out"] = evaluate.judge_accuracy(load_judge(out / "judge"),
+                                                render_judge_set(HELDOUT_SEED_OFFSET + seed, 1000, cache=cache))
+        log(f"judge: held-out {j['held_out']}")
     p.write_text(json.dumps(rep, indent=1, default=float))
     return rep

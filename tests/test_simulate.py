@@ -1,0 +1,208 @@
+"""The judge (the simulated subject's eyes) and the synthetic subjects' responses to any image."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backend.errors import InvalidInputError, NotFoundError
+from tests.tiny import open_page
+
+
+@pytest.fixture(scope="module")
+def nsd_ws(nsd_root, tmp_path_factory):
+    """The tiny world imported through the NSD importer: real-data layout, no ground truth."""
+    from backend.datasets import import_nsd
+    from backend.store import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("nsdsim") / "ws")
+    import_nsd(ws, nsd_root, "subj01")
+    return ws
+
+
+@pytest.fixture(scope="module")
+def judge_data():
+    from backend.models.demo.train import HELDOUT_SEED_OFFSET, render_judge_set
+
+    return render_judge_set(HELDOUT_SEED_OFFSET + 7, 120, workers=1)
+
+
+def test_judge_labels_follow_the_worlds_masks(judge_data):
+    from backend.models.judge import BACKGROUND_TYPES, JUDGE_CLASSES
+
+    labels, bg = judge_data["labels"], judge_data["background"]
+    assert labels.shape == (120, 64, 64) and labels.max() < len(JUDGE_CLASSES)
+    assert set(np.unique(bg)) == set(range(len(BACKGROUND_TYPES)))
+    assert 0.6 < (labels == 0).mean() < 0.95  # mostly background, every category present somewhere
+    assert set(np.unique(labels)) == set(range(len(JUDGE_CLASSES)))
+
+
+def test_the_shipped_judge_sees_the_worlds_categories_on_held_out_images(judge_data):
+    """A floor on a small held-out set (the full held-out figures are in assets/models/training.json)."""
+    from backend.models.demo.evaluate import judge_accuracy
+    from backend.models.judge import load_judge
+
+    rep = judge_accuracy(load_judge(), judge_data)
+    assert rep["pixel_accuracy"] >= 0.9, rep
+    assert rep["background_accuracy"] >= 0.85, rep
+    assert min(rep["area_r"].values()) >= 0.75, rep
+
+
+def test_a_killed_judge_training_resumes_to_the_same_weights(judge_data, tmp_path):
+    import torch
+
+    from backend.models.demo.train import train_judge
+    from backend.models.judge import load_judge
+
+    data = {k: v[:40] for k, v in judge_data.items()}
+    train_judge(tmp_path / "a", data, steps=6, batch=8, width=8, checkpoint_every=2, log=lambda m: None)
+
+    def killer(stage, done, total):
+        if done == 5:
+            raise KeyboardInterrupt  # as if killed after step 5 (last checkpoint: step 4)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_judge(tmp_path / "b", data, steps=6, batch=8, width=8, checkpoint_every=2, progress=killer,
+                    log=lambda m: None)
+    assert (tmp_path / "b" / "train_state.pt").exists()
+    train_judge(tmp_path / "b", data, steps=6, batch=8, width=8, checkpoint_every=2, log=lambda m: None)
+    assert not (tmp_path / "b" / "train_state.pt").exists()
+    a, b = load_judge(tmp_path / "a").net.state_dict(), load_judge(tmp_path / "b").net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+def test_simulated_responses_to_the_worlds_own_images_match_the_true_signal(tiny_ws):
+    """From pixels alone (the judge + contrast energy), the tiny world's subject responds as its ground truth
+    says: per ROI, the median over voxels of the correlation over images with the annotation-based signal."""
+    from backend.datasets import stimulus_images
+    from backend.simulate import simulate_response, simulated_subject, world_semantic_features
+    from backend.store import stimulus_ids
+
+    ids = stimulus_ids(tiny_ws)[:150]
+    sim = simulated_subject(tiny_ws, "subj01")
+    true = sim.respond(world_semantic_features(tiny_ws)[:150],
+                       np.asarray(tiny_ws.array("stimuli_contrast")[:150], np.float32))
+    pred = simulate_response(tiny_ws, "subj01", stimulus_images(tiny_ws, ids))
+    assert pred.shape == true.shape
+    a, b = true - true.mean(0), pred - pred.mean(0)
+    r = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0) + 1e-12)
+    roi = tiny_ws.query("SELECT roi FROM voxels WHERE subject = 'subj01' ORDER BY voxel").roi.fillna("").to_numpy()
+    med = pd.Series(r).groupby(roi).median()
+    for name in ("V1v", "V2d", "FFA-1", "PPA", "EBA", "VWFA-1", "ventral-food"):
+        assert med[name] >= 0.85, med
+
+
+def test_a_composed_face_drives_face_rois_more_than_a_composed_house(tiny_ws):
+    from backend.datasets.demo import compose_stimulus
+    from backend.simulate import simulate_response
+
+    face = compose_stimulus([{"category": "face", "place": "centre"}])[0]
+    house = compose_stimulus([{"category": "place", "kind": "house", "place": "centre"}])[0]
+    resp = simulate_response(tiny_ws, "subj01", [face, house])
+    roi = tiny_ws.query("SELECT roi FROM voxels WHERE subject = 'subj01' ORDER BY voxel").roi.to_numpy()
+    ffa, ppa = np.isin(roi, ["FFA-1", "FFA-2"]), roi == "PPA"
+    assert resp[0, ffa].mean() > resp[1, ffa].mean() + 0.5
+    assert resp[1, ppa].mean() > resp[0, ppa].mean() + 0.5
+
+
+def test_virtual_trials_carry_the_subjects_noise_around_the_response(tiny_ws):
+    from backend.datasets import stimulus_images
+    from backend.simulate import simulate_response, simulate_trials, simulated_subject
+
+    imgs = stimulus_images(tiny_ws, [0, 1])
+    clean = simulate_response(tiny_ws, "subj01", imgs)
+    trials = simulate_trials(tiny_ws, "subj01", imgs, repeats=40, seed=3)
+    assert trials.shape == (80, clean.shape[1])
+    sd = trials[:40].std(0)
+    ncsnr = simulated_subject(tiny_ws, "subj01").ncsnr
+    assert np.median(np.abs(sd * ncsnr - 1)) < 0.2  # trial noise = 1 / ncsnr in signal units
+    np.testing.assert_allclose(trials[:40].mean(0), clean[0], atol=6 / np.sqrt(40) / ncsnr.min())
+    np.testing.assert_array_equal(trials, simulate_trials(tiny_ws, "subj01", imgs, repeats=40, seed=3))
+    with pytest.raises(InvalidInputError, match="repeats"):
+        simulate_trials(tiny_ws, "subj01", imgs, repeats=0)
+    with pytest.raises(InvalidInputError, match="image 1"):
+        simulate_response(tiny_ws, "subj01", [imgs[0], np.zeros((8, 8), np.uint8)])
+    with pytest.raises(NotFoundError, match="subj09"):
+        simulate_response(tiny_ws, "subj09", imgs)
+
+
+def test_the_virtual_experiment_page_shows_a_composed_face_to_the_subject(fitted_world, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    ws, *_ = fitted_world
+    at = open_page(ws, monkeypatch, "simulate")
+    assert not at.exception, at.exception
+    at.radio(key="sim_source").set_value("compose").run()  # default: one face in the centre
+    assert not at.exception, at.exception
+    assert any("The subject sees:** face" in m.value for m in at.markdown), [m.value for m in at.markdown]
+    table = at.table[0].value
+    faces = table.loc[["FFA-1", "FFA-2", "OFA"]]
+    places = table.loc[["PPA", "OPA", "RSC"]]
+    assert faces.simulated.mean() > places.simulated.mean() + 0.5  # the true response lights up face ROIs
+    assert faces.predicted.mean() > places.predicted.mean()  # and so does the encoder's prediction
+    # bad uploads get a message naming the file; a photograph-like upload gets the warning
+    at.radio(key="sim_source").set_value("upload").run()
+    at.file_uploader(key="sim_upload").set_value(("scan.jpg", b"\x00" * 100, "image/jpeg")).run()
+    assert not at.exception and any("scan.jpg is not a readable PNG or JPEG" in e.value for e in at.error)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(buf, "PNG")
+    at.file_uploader(key="sim_upload").set_value(("noise.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any("outside what the judge was trained on" in w.value for w in at.warning)
+    big = io.BytesIO()
+    Image.new("RGB", (6000, 5000), (200, 200, 200)).save(big, "PNG")
+    at.file_uploader(key="sim_upload").set_value(("poster.png", big.getvalue(), "image/png")).run()
+    assert not at.exception and any("poster.png is 6000x5000 pixels" in e.value for e in at.error)
+
+
+def test_the_virtual_experiment_page_says_real_data_cannot_be_simulated(nsd_ws, monkeypatch):
+    at = open_page(nsd_ws, monkeypatch, "simulate")
+    assert not at.exception, at.exception
+    assert any("cannot be simulated" in i.value for i in at.info)
+    with pytest.raises(NotFoundError, match="no ground truth"):
+        from backend.simulate import simulated_subject
+
+        simulated_subject(nsd_ws, "subj01")
+
+
+@pytest.mark.browser
+def test_a_composed_face_lights_up_face_rois_on_the_virtual_experiment_page_in_chromium(fitted_world, tmp_path):
+    import re
+
+    from tests.browser import chromium_page, streamlit_server, wait_for_app
+
+    ws, *_ = fitted_world
+    with streamlit_server(ws.path) as url, chromium_page(1400, 1300) as page:
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/simulate")
+        wait_for_app(page, 180_000)
+        page.get_by_text("compose", exact=True).click()  # the default composition: one face in the centre
+        page.wait_for_selector("h3:has-text('(composed)')", timeout=180_000)
+        page.wait_for_selector("text=Showing the image to the subject", state="detached", timeout=180_000)
+        wait_for_app(page, 180_000)
+        page.wait_for_selector("[data-testid='stTable'] table", timeout=60_000)
+        page.screenshot(path=str(tmp_path / "simulate.png"), full_page=True)
+        assert page.locator("[data-testid='stException']").count() == 0
+        rows = page.eval_on_selector(
+            "[data-testid='stTable'] table",
+            "t => Object.fromEntries([...t.querySelectorAll('tbody tr')].map(r => [r.querySelector('th').innerText,"
+            " [...r.querySelectorAll('td')].map(c => parseFloat(c.innerText))]))")
+        head = page.eval_on_selector("[data-testid='stTable'] table",
+                                     "t => [...t.querySelectorAll('thead th')].map(c => c.innerText).slice(1)")
+        sim, pred = head.index("simulated"), head.index("predicted")
+        for col in (sim, pred):  # true and predicted: face ROIs above place ROIs
+            assert rows["FFA-1"][col] > rows["PPA"][col] and rows["OFA"][col] > rows["RSC"][col], (head, rows)
+        seen = page.locator("[data-testid='stMarkdownContainer']", has_text="The subject sees").inner_text()
+        m = re.match(r"The subject sees: face \((\d+)% of the image\)", seen)
+        assert m and abs(int(m.group(1)) - 16) <= 3 and seen.endswith("a plain background."), seen  # truth: 16%
+        # the segmentation figure and two surface viewers are drawn
+        sizes = page.eval_on_selector_all("[data-testid='stImage'] img",
+                                          "els => els.filter(i => i.complete).map(i => i.naturalWidth)")
+        assert sizes and max(sizes) >= 600, sizes
+        page.wait_for_function("() => window.__voxelscope && window.__voxelscope.viewers.length >= 2 && "
+                               "window.__voxelscope.paints.length >= 2", timeout=60_000)
+        assert not errors, errors
