@@ -89,11 +89,12 @@ def image_picker(ws: Workspace, path: str, stamp: float, subject: str, key: str,
                 st.warning("Choose at least one object.")
                 return None
             try:
-                image, mask, kinds_, caption = composed(tuple(spec), background, int(seed))
+                image, mask, kinds_, _ = composed(tuple(spec), background, int(seed))
             except (ValueError, LookupError) as exc:
                 st.error(str(exc))
                 return None
-            return Picked(image, f"“{caption}” (composed)", source, (mask, kinds_))
+            what = ", ".join(f"{dict(o)['kind']} ({dict(o)['place']})" for o in spec)
+            return Picked(image, f"{what} on a {background} background (composed)", source, (mask, kinds_))
         up = st.file_uploader("PNG or JPEG", type=["png", "jpg", "jpeg"], key=f"{key}_upload")
         if up is None:
             return None
