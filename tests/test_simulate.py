@@ -143,6 +143,14 @@ def test_the_virtual_experiment_page_shows_a_composed_face_to_the_subject(fitted
     places = table.loc[["PPA", "OPA", "RSC"]]
     assert faces.simulated.mean() > places.simulated.mean() + 0.5  # the true response lights up face ROIs
     assert faces.predicted.mean() > places.predicted.mean()  # and so does the encoder's prediction
+    # a face from the generator lights up the face ROIs too (true and predicted)
+    at.radio(key="sim_source").set_value("generate").run()
+    assert not at.exception, at.exception
+    table = at.table[0].value
+    faces, places = table.loc[["FFA-1", "FFA-2", "OFA"]], table.loc[["PPA", "OPA", "RSC"]]
+    assert any("The subject sees:** face" in m.value for m in at.markdown), [m.value for m in at.markdown]
+    assert faces.simulated.mean() > places.simulated.mean() + 0.5
+    assert faces.predicted.mean() > places.predicted.mean()
     # bad uploads get a message naming the file; a photograph-like upload gets the warning
     at.radio(key="sim_source").set_value("upload").run()
     at.file_uploader(key="sim_upload").set_value(("scan.jpg", b"\x00" * 100, "image/jpeg")).run()

@@ -12,7 +12,7 @@ from backend.datasets import find_stimuli, stimulus_images, stimulus_masks
 from backend.datasets.demo import CATEGORIES, KINDS, PLACES, compose_stimulus
 from backend.store import Workspace
 
-SOURCES = ("from the dataset", "compose", "upload")
+SOURCES = ("from the dataset", "compose", "generate", "upload")
 
 
 @dataclass
@@ -38,6 +38,18 @@ def dataset_objects(path: str, stamp: float, stim_id: int):
     return masks[0], objects.category.tolist()
 
 
+@st.cache_resource(show_spinner="Loading the generator…")
+def generator():
+    from backend.models import load_role
+
+    return load_role("generator")
+
+
+@st.cache_data(show_spinner="Generating…", max_entries=16)
+def generated(prompt: str, seed: int, steps: int, guidance: float):
+    return generator().sample([prompt], steps=steps, guidance=guidance, seed=seed)[0]
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def composed(spec: tuple, background: str, seed: int):
     image, mask, stim = compose_stimulus([dict(s) for s in spec], background, seed)
@@ -51,7 +63,8 @@ def image_picker(ws: Workspace, path: str, stamp: float, subject: str, key: str,
     """Source radio + the source's widgets (in two columns); the chosen image, or None (with a message)."""
     c = st.columns([2, 3])
     source = c[0].radio("Image", SOURCES, horizontal=True, key=f"{key}_source",
-                        help="compose: draw a new image from the demo world's grammar with the objects you choose")
+                        help="compose: draw a new image from the demo world's grammar with the objects you choose; "
+                      "generate: an image from the configured generator for a prompt")
     with c[1]:
         if source == "from the dataset":
             q = st.text_input("Find images by caption words", default_words, key=f"{key}_q",
@@ -95,6 +108,20 @@ def image_picker(ws: Workspace, path: str, stamp: float, subject: str, key: str,
                 return None
             what = ", ".join(f"{dict(o)['kind']} ({dict(o)['place']})" for o in spec)
             return Picked(image, f"{what} on a {background} background (composed)", source, (mask, kinds_))
+        if source == "generate":
+            g = st.columns([3, 1, 1])
+            prompt = g[0].text_input("Prompt", "a face", key=f"{key}_prompt")
+            seed = g[1].number_input("Seed", 0, 1_000_000, 0, key=f"{key}_gseed")
+            guidance = g[2].number_input("Guidance", 1.0, 10.0, 3.0, 0.5, key=f"{key}_guidance")
+            if not prompt.strip():
+                st.warning("Type a prompt.")
+                return None
+            try:
+                image = generated(prompt.strip(), int(seed), 50, float(guidance))
+            except (ValueError, LookupError, OSError) as exc:  # bad prompt or a generator folder that is missing
+                st.error(str(exc))
+                return None
+            return Picked(image, f"“{prompt.strip()}” (generated, seed {int(seed)})", source)
         up = st.file_uploader("PNG or JPEG", type=["png", "jpg", "jpeg"], key=f"{key}_upload")
         if up is None:
             return None
