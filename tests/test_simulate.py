@@ -72,6 +72,26 @@ def test_a_killed_judge_training_resumes_to_the_same_weights(judge_data, tmp_pat
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_the_one_pass_normalisation_reproduces_the_worlds_true_signal_exactly(tiny_ws):
+    """respond() with the stored-statistics normalisation equals the world builder's true signal (z-scored over
+    every image of the world) on the world's own annotations."""
+    from backend.datasets.demo.subjects import combine, drive
+    from backend.simulate import simulated_subject, world_semantic_features
+
+    sim = simulated_subject(tiny_ws, "subj02")
+    sem = world_semantic_features(tiny_ws)
+    contrast = np.asarray(tiny_ws.array("stimuli_contrast"), np.float32)
+    low, high = drive(sim.weights, sim.prf_x, sim.prf_y, sim.prf_sigma, sem, contrast)
+    np.testing.assert_allclose(sim.respond(sem, contrast), combine(low, high, sim.prf_share), atol=2e-3)
+    # the builder stored the statistics; computing them again (worlds built before) gives the same
+    from backend.datasets.demo.subjects import STAT_NAMES, normalisation
+
+    again = normalisation(sim.weights, sim.prf_x, sim.prf_y, sim.prf_sigma, sim.prf_share, sem, contrast)
+    stored = np.asarray(tiny_ws.array("simulation_stats_subj02"))
+    for k, name in enumerate(STAT_NAMES):
+        np.testing.assert_allclose(stored[k], again[name], rtol=1e-4, atol=1e-5)
+
+
 def test_simulated_responses_to_the_worlds_own_images_match_the_true_signal(tiny_ws):
     """From pixels alone (the judge + contrast energy), the tiny world's subject responds as its ground truth
     says: per ROI, the median over voxels of the correlation over images with the annotation-based signal."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..datasets.demo.subjects import SEMANTIC_FEATURES, combine, drive, semantic_features
+from ..datasets.demo.subjects import (SEMANTIC_FEATURES, STAT_NAMES, combine, drive, normalisation,
+                                      semantic_features)
 from ..datasets.image_features import contrast_energy
 from ..errors import InvalidInputError, NotFoundError
 from ..store import Workspace, require_subject, stimulus_ids
@@ -70,37 +71,14 @@ def _simulated(path: str, world_run: str, subject: str) -> SimulatedSubject:
                                 f"{list(SEMANTIC_FEATURES)}: rebuild the world")
     weights = np.stack(t.weights.to_numpy()).astype(np.float32)
     arr = {k: t[k].to_numpy(np.float32) for k in ("prf_x", "prf_y", "prf_sigma", "prf_share", "ncsnr_true")}
-    sem = world_semantic_features(ws)
-    contrast = ws.array("stimuli_contrast")
-    # two passes over the world's images in chunks: the parts' statistics, then the mix's
-    n, chunk = sem.shape[0], 2000
-    acc = {k: np.zeros(weights.shape[0]) for k in ("low", "low2", "high", "high2", "mix", "mix2")}
-    parts = []
-    for a in range(0, n, chunk):
-        low, high = drive(weights, arr["prf_x"], arr["prf_y"], arr["prf_sigma"], sem[a:a + chunk],
-                          np.asarray(contrast[a:a + chunk], np.float32))
-        for k, v in (("low", low), ("high", high)):
-            acc[k] += v.sum(0)
-            acc[k + "2"] += (v.astype(np.float64) ** 2).sum(0)
-        parts.append((a, low, high) if n <= chunk else (a, None, None))
-    stats = {}
-    for k in ("low", "high"):
-        m = acc[k] / n
-        stats[f"{k}_mean"] = m.astype(np.float32)
-        stats[f"{k}_std"] = np.sqrt(np.maximum(acc[k + "2"] / n - m * m, 0)).astype(np.float32)
-    share = arr["prf_share"]
-    for a, low, high in parts:
-        if low is None:
-            low, high = drive(weights, arr["prf_x"], arr["prf_y"], arr["prf_sigma"], sem[a:a + chunk],
-                              np.asarray(contrast[a:a + chunk], np.float32))
-        mix = np.sqrt(share) * (low - stats["low_mean"]) / np.maximum(stats["low_std"], 1e-6) + \
-            np.sqrt(1 - share) * (high - stats["high_mean"]) / np.maximum(stats["high_std"], 1e-6)
-        acc["mix"] += mix.sum(0)
-        acc["mix2"] += (mix.astype(np.float64) ** 2).sum(0)
-    m = acc["mix"] / n
-    stats["mix_mean"] = m.astype(np.float32)
-    stats["mix_std"] = np.sqrt(np.maximum(acc["mix2"] / n - m * m, 0)).astype(np.float32)
-    return SimulatedSubject(subject, weights, arr["prf_x"], arr["prf_y"], arr["prf_sigma"], share,
+    stored = f"simulation_stats_{subject}"
+    if stored in set(ws.query("SELECT name FROM arrays").name):  # written by the world builder
+        a = np.asarray(ws.array(stored), np.float32)
+        stats = dict(zip(STAT_NAMES, a))
+    else:  # worlds built before the builder stored them: one pass over the world's images
+        stats = normalisation(weights, arr["prf_x"], arr["prf_y"], arr["prf_sigma"], arr["prf_share"],
+                              world_semantic_features(ws), ws.array("stimuli_contrast"))
+    return SimulatedSubject(subject, weights, arr["prf_x"], arr["prf_y"], arr["prf_sigma"], arr["prf_share"],
                             arr["ncsnr_true"], stats)
 
 

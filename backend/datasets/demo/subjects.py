@@ -283,6 +283,37 @@ def combine(low: np.ndarray, high: np.ndarray, prf_share: np.ndarray, stats: dic
     return z(mix, stats["mix_mean"], stats["mix_std"]).astype(np.float32)
 
 
+def normalisation(weights, prf_x, prf_y, prf_sigma, prf_share, sem: np.ndarray, contrast, chunk: int = 2000) -> dict:
+    """Means and stds over the world's images of each voxel's low and high drive and of their mix, in one pass over
+    the images (chunks): the mix sqrt(s) z(low) + sqrt(1 - s) z(high) has mean 0 and variance
+    1 + 2 sqrt(s (1 - s)) corr(low, high), so the parts' sums, squares and cross products are enough."""
+    n = sem.shape[0]
+    acc = {k: np.zeros(len(prf_x)) for k in ("l", "l2", "h", "h2", "lh")}
+    for a in range(0, n, chunk):
+        low, high = drive(weights, prf_x, prf_y, prf_sigma, sem[a:a + chunk], np.asarray(contrast[a:a + chunk],
+                                                                                         np.float32))
+        low, high = low.astype(np.float64), high.astype(np.float64)
+        acc["l"] += low.sum(0)
+        acc["l2"] += (low * low).sum(0)
+        acc["h"] += high.sum(0)
+        acc["h2"] += (high * high).sum(0)
+        acc["lh"] += (low * high).sum(0)
+    ml, mh = acc["l"] / n, acc["h"] / n
+    sl = np.sqrt(np.maximum(acc["l2"] / n - ml * ml, 0))
+    sh = np.sqrt(np.maximum(acc["h2"] / n - mh * mh, 0))
+    corr = (acc["lh"] / n - ml * mh) / np.maximum(np.maximum(sl, 1e-6) * np.maximum(sh, 1e-6), 1e-12)
+    share = np.asarray(prf_share, np.float64)
+    # a part with no variance is 0 after z-scoring (combine divides by max(std, 1e-6)); it adds no variance
+    var = share * (sl > 1e-6) + (1 - share) * (sh > 1e-6) + 2 * np.sqrt(share * (1 - share)) * corr * \
+        (sl > 1e-6) * (sh > 1e-6)
+    return {"low_mean": ml.astype(np.float32), "low_std": sl.astype(np.float32), "high_mean": mh.astype(np.float32),
+            "high_std": sh.astype(np.float32), "mix_mean": np.zeros(len(prf_x), np.float32),
+            "mix_std": np.sqrt(np.maximum(var, 0)).astype(np.float32)}
+
+
+STAT_NAMES = ("low_mean", "low_std", "high_mean", "high_std", "mix_mean", "mix_std")
+
+
 def true_signal(truth: SubjectTruth, sem: np.ndarray, contrast: np.ndarray) -> np.ndarray:
     """Noise-free response of every voxel to every image, z-scored over images: (n_images, n_voxels).
 

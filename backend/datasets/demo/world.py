@@ -27,8 +27,8 @@ from ..betas import RepeatAverager, zscore_session
 from ..image_features import CONTRAST_GRID, contrast_energy
 from ..subject import roi_label_frame, write_subject
 from .stimuli import render_stimulus
-from .subjects import (SEMANTIC_FEATURES, Design, SubjectTruth, make_design, make_subject, semantic_features,
-                       simulate_session, true_signal)
+from .subjects import (SEMANTIC_FEATURES, STAT_NAMES, Design, SubjectTruth, make_design, make_subject,
+                       normalisation, semantic_features, simulate_session, true_signal)
 
 CHUNK = 500
 
@@ -218,7 +218,10 @@ def build_demo_world(ws: Workspace, cfg: WorldConfig | None = None, progress: Pr
         signal = subject_signal(truth, objects, stim["background"].to_numpy(), np.asarray(contrast, np.float32))
         betas, reps, ncsnr = simulate_subject(cfg, design, k, truth, signal, progress)
         del signal
-        subject_rows.append((truth, betas, reps, ncsnr))
+        # the normalisation of the true signal, so that any image can be shown to the subject later (simulate)
+        stats = normalisation(truth.weights, truth.prf_x, truth.prf_y, truth.prf_sigma, truth.prf_share,
+                              semantic_features(objects, stim["background"].to_numpy()), contrast)
+        subject_rows.append((truth, betas, reps, ncsnr, np.stack([stats[n] for n in STAT_NAMES])))
 
     report(progress, "Writing workspace", 0, 1)
     with ws.writer(reset=True) as tx:
@@ -236,7 +239,9 @@ def build_demo_world(ws: Workspace, cfg: WorldConfig | None = None, progress: Pr
         tx.insert_df("captions", captions)
         tx.insert_df("stimulus_objects", objects)
         tx.insert_df("roi_labels", roi_label_frame())
-        for k, (truth, betas, reps, ncsnr) in enumerate(subject_rows):
+        for k, (truth, betas, reps, ncsnr, stats) in enumerate(subject_rows):
+            tx.put_array(f"simulation_stats_{truth.name}", stats, run,
+                         "(6, n_voxels) " + ", ".join(STAT_NAMES) + " of the true signal over the world's images")
             write_subject(tx, run, truth.name, "fsaverage5", "demo", cfg.sessions[k],
                           cfg.sessions[k] * cfg.trials_per_session, design.subjectim[k], reps, betas, ncsnr,
                           truth.hemi, truth.vertex, label_tables(truth), cfg.n_shared)
