@@ -161,6 +161,7 @@ def test_the_latent_generator_trains_resumes_and_samples_from_text_image_and_ima
     for k, v in ga.pipe.unet.state_dict().items():
         torch.testing.assert_close(v, gb.pipe.unet.state_dict()[k])
     assert ga.vae is not None and ga.image_size == 32 and ga.prediction == "v_prediction"
+    assert not ga.scheduler.config.clip_sample  # latents are not images in [-1, 1]
     imgs = ga.sample(["a face", "food"], steps=3, seed=1)
     assert imgs.shape == (2, 32, 32, 3) and np.array_equal(imgs, ga.sample(["a face", "food"], steps=3, seed=1))
     by_image = ga.condition_images(data["images"][:2])

@@ -411,7 +411,8 @@ def _save_generator(out: Path, unet, vae, sched, seed: int, embedder, done: int,
 
     from ..generator import EmbeddingConditionedPipeline
 
-    sampler = DDIMScheduler.from_config(sched.config, prediction_type="epsilon")  # the generator hands out eps
+    # the generator hands out eps; latents are not clipped to [-1, 1] as pixels would be
+    sampler = DDIMScheduler.from_config(sched.config, prediction_type="epsilon", clip_sample=False)
     EmbeddingConditionedPipeline(unet, sampler, vae).save_pretrained(str(out))
     (Path(out) / "voxelscope.json").write_text(json.dumps({
         "model_id": f"voxelscope/demo-latent-diffusion-seed{seed}", "condition": embedder.model_id,
