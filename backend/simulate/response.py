@@ -50,8 +50,8 @@ def world_semantic_features(ws: Workspace) -> np.ndarray:
 
 
 def simulated_subject(ws: Workspace, subject: str) -> SimulatedSubject:
-    """The subject's ground truth from the workspace (demo worlds only); the normalisation is computed over the
-    world's stimuli once per world and kept in memory."""
+    """The subject's ground truth from the workspace (demo worlds only), with the normalisation of its responses
+    (stored by the world builder; for worlds built before, computed in one pass); kept in memory per world."""
     subject = require_subject(ws, subject)
     meta = ws.meta()
     if not has_ground_truth(ws):
