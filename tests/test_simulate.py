@@ -197,23 +197,18 @@ def test_the_virtual_experiment_page_says_real_data_cannot_be_simulated(nsd_ws, 
 
 
 @pytest.mark.browser
-def test_a_composed_face_lights_up_face_rois_on_the_virtual_experiment_page_in_chromium(fitted_world, tmp_path):
+def test_a_composed_and_a_generated_face_light_up_face_rois_on_the_virtual_experiment_page(fitted_world, tmp_path):
     import re
 
     from tests.browser import chromium_page, streamlit_server, wait_for_app
 
-    ws, *_ = fitted_world
-    with streamlit_server(ws.path) as url, chromium_page(1400, 1300) as page:
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/simulate")
-        wait_for_app(page, 180_000)
-        page.get_by_text("compose", exact=True).click()  # the default composition: one face in the centre
-        page.wait_for_selector("h3:has-text('(composed)')", timeout=180_000)
+    def show(page, source: str, heading: str):
+        page.get_by_text(source, exact=True).click()
+        page.wait_for_selector(f"h3:has-text('{heading}')", timeout=180_000)
         page.wait_for_selector("text=Showing the image to the subject", state="detached", timeout=180_000)
         wait_for_app(page, 180_000)
         page.wait_for_selector("[data-testid='stTable'] table", timeout=60_000)
-        page.screenshot(path=str(tmp_path / "simulate.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / f"simulate_{source}.png"), full_page=True)
         assert page.locator("[data-testid='stException']").count() == 0
         rows = page.eval_on_selector(
             "[data-testid='stTable'] table",
@@ -221,16 +216,25 @@ def test_a_composed_face_lights_up_face_rois_on_the_virtual_experiment_page_in_c
             " [...r.querySelectorAll('td')].map(c => parseFloat(c.innerText))]))")
         head = page.eval_on_selector("[data-testid='stTable'] table",
                                      "t => [...t.querySelectorAll('thead th')].map(c => c.innerText).slice(1)")
-        sim, pred = head.index("simulated"), head.index("predicted")
-        for col in (sim, pred):  # true and predicted: face ROIs above place ROIs
-            assert rows["FFA-1"][col] > rows["PPA"][col] and rows["OFA"][col] > rows["RSC"][col], (head, rows)
-        seen = page.locator("[data-testid='stMarkdownContainer']", has_text="The subject sees").inner_text()
+        for col in (head.index("simulated"), head.index("predicted")):  # true and predicted
+            assert rows["FFA-1"][col] > rows["PPA"][col] and rows["OFA"][col] > rows["RSC"][col], (source, head, rows)
+        return page.locator("[data-testid='stMarkdownContainer']", has_text="The subject sees").inner_text()
+
+    ws, *_ = fitted_world
+    with streamlit_server(ws.path) as url, chromium_page(1400, 1300) as page:
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/simulate")
+        wait_for_app(page, 180_000)
+        seen = show(page, "compose", "(composed)")  # the default composition: one face in the centre
         m = re.match(r"The subject sees: face \((\d+)% of the image\)", seen)
         assert m and abs(int(m.group(1)) - 16) <= 3 and seen.endswith("a plain background."), seen  # truth: 16%
-        # the segmentation figure and two surface viewers are drawn
+        # the segmentation figure and the two surface viewers (true, predicted) are drawn
         sizes = page.eval_on_selector_all("[data-testid='stImage'] img",
                                           "els => els.filter(i => i.complete).map(i => i.naturalWidth)")
         assert sizes and max(sizes) >= 600, sizes
         page.wait_for_function("() => window.__voxelscope && window.__voxelscope.viewers.length >= 2 && "
                                "window.__voxelscope.paints.length >= 2", timeout=60_000)
+        seen = show(page, "generate", "(generated")  # the configured generator: "a face", seed 0
+        assert seen.startswith("The subject sees: face"), seen
         assert not errors, errors

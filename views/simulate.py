@@ -73,7 +73,7 @@ left, right = st.columns([2, 3], gap="medium")
 with left:
     st.image(segmentation_png(picked.image, labels), width="stretch")
     seen = ", ".join(f"{o['category']} ({o['area']:.0%} of the image)" for o in objects) or "no object"
-    st.markdown(f"**The subject sees:** {seen}; a {background} background.")
+    st.markdown(f"**The subject sees:** {seen}; {'an' if background[0] in 'aeiou' else 'a'} {background} background.")
     if picked.source == "upload":
         st.warning("Photographs and drawings unlike the world's stimuli are outside what the judge was trained "
                    "on: the segmentation on the left is what the simulated subject “saw”, and its response follows "
