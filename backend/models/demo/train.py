@@ -358,14 +358,22 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
     vae = AutoencoderKL.from_pretrained(str(out / "vae"), local_files_only=True).eval()
     sf = vae.config.scaling_factor
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
-    with torch.no_grad():  # every training image's latent (mean of the posterior) and embeddings, once
-        lat = torch.cat([vae.encode(images[a:a + 250].float() / 127.5 - 1).latent_dist.mode() * sf
-                         for a in range(0, len(images), 250)])
-    img_emb = torch.from_numpy(embedder.image_features(data["images"]))
     captions = data["captions"]
     flat = [c for cs in captions for c in cs]
     first = np.concatenate([[0], np.cumsum([len(cs) for cs in captions])[:-1]])
-    text = torch.from_numpy(embedder.text_features(flat))
+    cache = out / "train_inputs.pt"  # latents and embeddings of the training images: computed once per run
+    key = {"n": len(images), "captions": len(flat), "vae_scaling": sf, "embedder": embedder.model_id}
+    stored = torch.load(cache, weights_only=False) if cache.exists() else None
+    if stored is not None and stored["key"] == key:
+        lat, img_emb, text = stored["lat"], stored["img_emb"], stored["text"]
+    else:
+        with torch.no_grad():  # every training image's latent (mean of the posterior) and embeddings
+            lat = torch.cat([vae.encode(images[a:a + 250].float() / 127.5 - 1).latent_dist.mode() * sf
+                             for a in range(0, len(images), 250)])
+        img_emb = torch.from_numpy(embedder.image_features(data["images"]))
+        text = torch.from_numpy(embedder.text_features(flat))
+        torch.save({"key": key, "lat": lat, "img_emb": img_emb, "text": text}, cache.with_suffix(".tmp"))
+        cache.with_suffix(".tmp").replace(cache)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
     _seed_everything(seed)
     unet = new_demo_latent_unet(embedder.dim, lat.shape[-1])
@@ -402,6 +410,7 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
             _save_generator(out, ema, vae, sched, seed, embedder, step + 1, steps)  # a usable snapshot
     _save_generator(out, ema, vae, sched, seed, embedder, steps, steps)
     ckpt.done()
+    cache.unlink(missing_ok=True)
     return {"steps": steps, "batch": batch, "p_text": p_text, "p_uncond": p_uncond, "ema_decay": ema_decay,
             "seconds_this_run": round(time.time() - t0), "final_loss": float(loss)}
 
