@@ -49,6 +49,11 @@ def simulated(path: str, stamp: float, subject: str, image: np.ndarray):
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def segmentation_figure(image: np.ndarray, labels: np.ndarray) -> bytes:
+    return segmentation_png(image, labels)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def predicted(path: str, stamp: float, subject: str, image: np.ndarray):
     try:
         return predict_images(ws, subject, [image], ex.embedder())[0]
@@ -71,8 +76,9 @@ pred = predicted(path, stamp, subject, picked.image)
 
 left, right = st.columns([2, 3], gap="medium")
 with left:
-    st.image(segmentation_png(picked.image, labels), width="stretch")
-    seen = ", ".join(f"{o['category']} ({o['area']:.0%} of the image)" for o in objects) or "no object"
+    st.image(segmentation_figure(picked.image, labels), width="stretch")
+    seen = ", ".join(f"{o['category']} ({o['area']:.0%} of the image)" if o["area"] >= 0.005 else
+                     f"{o['category']} (<1% of the image)" for o in objects) or "no object"
     st.markdown(f"**The subject sees:** {seen}; {'an' if background[0] in 'aeiou' else 'a'} {background} background.")
     if picked.source == "upload":
         st.warning("Photographs and drawings unlike the world's stimuli are outside what the judge was trained "
