@@ -206,8 +206,9 @@ def generator_judged(generator, judge, held: dict, per_category: int = 24, n_unc
         ceiling[c] = float(shows(sq_labels[has], c).mean()) if has.any() else float("nan")
     gen_feats = judge.embed(list(np.concatenate(cond_imgs + [unc])))
     fd = frechet_distance(gen_feats, judge.embed(list(held["images"])))
-    for path, rows in ((grid_path, grid), (uncond_grid_path, [unc[i * 8:(i + 1) * 8] for i in range(6)])):
-        if path is not None:
+    unc_rows = [unc[i * 8:(i + 1) * 8] for i in range(min(6, len(unc) // 8))]
+    for path, rows in ((grid_path, grid), (uncond_grid_path, unc_rows)):
+        if path is not None and rows and len(rows[0]):
             from PIL import Image
 
             im = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
