@@ -53,7 +53,7 @@ def generated(prompt: str, seed: int, steps: int, guidance: float):
 @st.cache_data(show_spinner=False, max_entries=16)
 def composed(spec: tuple, background: str, seed: int):
     image, mask, stim = compose_stimulus([dict(s) for s in spec], background, seed)
-    return image, mask, [o.kind for o in stim.objects], stim.captions[0]
+    return image, mask, [o.kind for o in stim.objects]
 
 
 def image_picker(ws: Workspace, path: str, stamp: float, subject: str, key: str,
@@ -102,7 +102,7 @@ def image_picker(ws: Workspace, path: str, stamp: float, subject: str, key: str,
                 st.warning("Choose at least one object.")
                 return None
             try:
-                image, mask, kinds_, _ = composed(tuple(spec), background, int(seed))
+                image, mask, kinds_ = composed(tuple(spec), background, int(seed))
             except (ValueError, LookupError) as exc:
                 st.error(str(exc))
                 return None

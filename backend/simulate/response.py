@@ -206,6 +206,7 @@ def check_against_truth(ws: Workspace, subject: str, n_images: int = 1000, judge
     """``simulate_response`` from pixels alone against the world's annotation-based true signal, on the world's
     first ``n_images`` stimuli: per ROI, the median over its voxels of the correlation over images."""
     from ..datasets import stimulus_images
+    from ..encoders import pearson_columns
     from ..models.judge import load_judge
 
     sim = simulated_subject(ws, subject)
@@ -215,8 +216,7 @@ def check_against_truth(ws: Workspace, subject: str, n_images: int = 1000, judge
                                                                           np.float32))
     pred = np.concatenate([simulate_response(ws, subject, stimulus_images(ws, ids[a:a + batch]), judge)
                            for a in range(0, len(ids), batch)])
-    a, b = true - true.mean(0), pred - pred.mean(0)
-    r = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0) + 1e-12)
+    r = pearson_columns(true, pred)
     roi = ws.query("SELECT roi FROM voxels WHERE subject = ? ORDER BY voxel", [subject]).roi.fillna("(none)")
     from ..surface.rois import ROI_ORDER
 
