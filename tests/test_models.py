@@ -49,21 +49,9 @@ def test_demo_embedder_round_trips_and_gives_unit_features(tiny_clip, tmp_path):
 
 
 def test_hugging_face_clip_folder_loads_through_the_same_interface(tmp_path):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from tests.tiny import tiny_hf_clip
 
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "face</w>": 3, "food</w>": 4, "!</w>": 5}
-    (tmp_path / "v.json").write_text(json.dumps(vocab))
-    (tmp_path / "m.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(tmp_path / "v.json"), str(tmp_path / "m.txt"))
-    cfg = CLIPConfig(text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, max_position_embeddings=16, eos_token_id=1,
-                                      bos_token_id=0),
-                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                        image_size=32, patch_size=8), projection_dim=16)
-    folder = tmp_path / "clip"
-    CLIPModel(cfg).save_pretrained(folder)
-    CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                  tokenizer=tok).save_pretrained(folder)
+    folder = tiny_hf_clip(tmp_path / "clip")
     emb = load_embedder(folder)
     assert isinstance(emb, HFClipEmbedder) and emb.dim == 16
     f = emb.image_features(_images(2, 40))
@@ -177,26 +165,9 @@ def test_the_latent_generator_trains_resumes_and_samples_from_text_image_and_ima
 
 
 def test_stable_diffusion_folder_loads_through_the_same_interface(tmp_path):
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from tests.tiny import tiny_stable_diffusion
 
-    torch.manual_seed(0)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "face</w>": 3}
-    (tmp_path / "v.json").write_text(json.dumps(vocab))
-    (tmp_path / "m.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(tmp_path / "v.json"), str(tmp_path / "m.txt"), model_max_length=8)
-    te = CLIPTextModel(CLIPTextConfig(vocab_size=4, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                      num_attention_heads=2, max_position_embeddings=8, eos_token_id=1, bos_token_id=0))
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
-                                attention_head_dim=4, norm_num_groups=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=8, sample_size=16)
-    StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=DDIMScheduler(),
-                            safety_checker=None, feature_extractor=None,
-                            requires_safety_checker=False).save_pretrained(tmp_path / "sd")
+    tiny_stable_diffusion(tmp_path / "sd")
     gen = load_generator(tmp_path / "sd")
     assert isinstance(gen, StableDiffusionGenerator)
     imgs = gen.sample(["a face"], steps=2, guidance=2.0, seed=0)

@@ -43,8 +43,10 @@ def caption_baseline(path: str, stamp: float):
 def overlay(path: str, stamp: float, subject: str, name: str, concept: str, n_vertices: dict):
     from backend.explore import overlay as make
 
-    if name != "concept":
+    if name not in ("concept", "synthesis"):
         return make(Workspace(path), subject, name, n_vertices)
+    if name == "synthesis":
+        return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder())
     return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder(),
                 baseline=caption_baseline(path, stamp))
 
@@ -100,13 +102,43 @@ def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outli
         return out.read_bytes()
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _synthesized(path: str, stamp: float, image_ref: str):
+    from backend.synthesis import require_run, run_images, synthesis_images
+
+    ws = Workspace(path)
+    run_id, _, seed = image_ref.rpartition(":")
+    rows = synthesis_images(ws, run_id)
+    rows = rows[rows.seed == int(seed)] if seed.isdigit() else rows.iloc[:0]
+    if rows.empty:
+        return None, ""
+    return run_images(ws, rows)[0], require_run(ws, run_id)["label"]
+
+
+def synthesized_image(path: str, stamp: float, image_ref: str) -> None:
+    """The synthesized image an explorer overlay shows the predicted response to, with a link back to its run."""
+    image, label = _synthesized(path, stamp, image_ref)
+    if image is None:
+        return
+    c = st.columns([1, 5])
+    c[0].image(image, width=96)
+    run_id, _, seed = image_ref.rpartition(":")
+    c[1].markdown(f"Predicted response to the synthesized image **seed {seed}** of **{label}**.")
+    c[1].page_link("views/synthesis.py", label="Back to this run on the Synthesis page", icon="🎨",
+                   query_params={"run": run_id})
+
+
 # ---------------------------------------------------------------- URL state
 def init_state_from_url(subject_list: list[str], kinds: list[str], n_vertices: dict) -> list[str]:
     """Fill the page's widget state from the URL once per session; return messages about bad parameters."""
     ss = st.session_state
-    if "cx_errors" in ss:
-        return ss.cx_errors
     qp = st.query_params
+    if "cx_errors" in ss:
+        if qp.get("image") and qp.get("image") != ss.get("cx_image"):  # arrived from the Synthesis page's link
+            ss.cx_image, ss.cx_overlay = qp.get("image"), "synthesis"
+            if qp.get("subject") in subject_list:
+                ss.cx_subject = qp.get("subject")
+        return ss.cx_errors
     errors: list[str] = []
 
     def choose(param, allowed, default, what):
@@ -124,6 +156,8 @@ def init_state_from_url(subject_list: list[str], kinds: list[str], n_vertices: d
     ss.cx_show = choose("hemi", list(SHOW), "both", "hemisphere")
     if qp.get("q"):
         ss.cx_concept = qp.get("q")
+    if qp.get("image"):
+        ss.cx_image = qp.get("image")
     ss.cx_sel = None
     raw = qp.get("vertex")
     if raw:
@@ -145,6 +179,8 @@ def write_url(overlay_name: str, concept: str) -> None:
               "hemi": ss.cx_show}
     if overlay_name == "concept" and concept:
         params["q"] = concept
+    if overlay_name == "synthesis" and concept:
+        params["image"] = concept
     if ss.get("cx_sel"):
         params["vertex"] = f"{ss.cx_sel[0]}:{ss.cx_sel[1]}"
     if {k: st.query_params.get(k) for k in st.query_params} != params:
@@ -202,6 +238,8 @@ def voxel_card(path: str, stamp: float, subject: str, hemi: str, vertex: int) ->
     m[1].metric("Test r", "—" if card["r_test"] is None else f"{card['r_test']:.2f}",
                 help="Encoder prediction vs measured response on the shared test images")
     m[2].metric("R² / noise ceiling", "—" if card["r2_nc"] is None else f"{card['r2_nc']:.2f}")
+    st.page_link("views/synthesis.py", label="Synthesize images this voxel is predicted to prefer", icon="🎨",
+                 query_params={"subject": subject, "voxel": str(voxel)})
     truth = card.get("truth")
     if truth:
         cat = truth["category"] or "no category"

@@ -43,8 +43,8 @@ subject, overlay_name, kind = ss.cx_subject, ss.cx_overlay, ss.cx_surface
 view, show = ss.cx_view, ss.cx_show
 needs_encoder = ex.OVERLAYS[overlay_name][1]
 no_encoder = needs_encoder and not encoders[subject]
-concept = (ss.get("cx_concept") or "").strip() if overlay_name == "concept" else ""
-shown_name = "rois" if no_encoder or (overlay_name == "concept" and not concept) else overlay_name
+concept = {"concept": (ss.get("cx_concept") or "").strip(), "synthesis": ss.get("cx_image") or ""}.get(overlay_name, "")
+shown_name = "rois" if no_encoder or (overlay_name in ("concept", "synthesis") and not concept) else overlay_name
 try:
     ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices)
 except (LookupError, ValueError) as exc:
@@ -97,6 +97,12 @@ with controls:
                        "world's captions (faces, people, buildings, food, text, objects and their details).")
         if not concept:
             st.info("Type a concept to map it, e.g. *a smiling face* or *some food*.")
+    if overlay_name == "synthesis" and not no_encoder:
+        if not concept:
+            st.info("No synthesized image chosen: open one from the Synthesis page (*Open its predicted response in "
+                    "the Cortex explorer*).")
+        else:
+            ex.synthesized_image(path, stamp, concept)
     with st.expander("Display: colour range, threshold, outlines", expanded=False):
         d = st.columns([3, 2, 1, 1])
         if not ov.categorical:

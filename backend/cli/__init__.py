@@ -8,11 +8,14 @@
     python -m backend import algonauts DIR --subject subj01
     python -m backend models train [all|embedder|judge|captioner|generator] [--seed 0]
     python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
+    python -m backend encoder halves            the same encoders on each half of the training images
     python -m backend captions all              demo bank, BrainSCUBA + LaVCa captions, evaluation
     python -m backend captions search "food" [--semantic]
     python -m backend attention fit|compare|evaluate   the attention-routing encoder vs ridge and ground truth
     python -m backend attention map OUT.png --stim-id 7   every ROI's attention over one image
     python -m backend simulate check|respond IMG.png   the demo world's subjects looking at any image
+    python -m backend synthesis run "FFA-1 - PPA" --seeds 32 --out kept.png   BrainDiVE (stored, resumable)
+    python -m backend synthesis evaluate         every category ROI held to the simulated subjects
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
     python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
     python -m backend jobs submit world|encoders|captions; jobs list; jobs cancel ID; jobs worker
@@ -27,11 +30,11 @@ import argparse
 import sys
 
 from ..errors import VoxelScopeError
-from . import attention, captions, datasets, demo, encoder, figure, info, jobs, models, simulate
+from . import attention, captions, datasets, demo, encoder, figure, info, jobs, models, simulate, synthesis
 
 __all__ = ["main", "build_parser", "GROUPS"]
 
-GROUPS = (info, demo, datasets, models, encoder, captions, attention, simulate, figure, jobs)
+GROUPS = (info, demo, datasets, models, encoder, captions, attention, simulate, synthesis, figure, jobs)
 
 
 WORKSPACE_HELP = "workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)"

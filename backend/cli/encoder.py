@@ -13,6 +13,11 @@ def add_parser(sub) -> None:
     f.add_argument("--if-missing", action="store_true", help="only subjects without an encoder")
     f.add_argument("--device", default="cpu")
     f.set_defaults(func=fit)
+    h = esub.add_parser("halves", help="fit each subject's encoder again on each half of its training images "
+                                       "(BrainDiVE guides with one, re-ranks with the other)")
+    h.add_argument("--subject", nargs="*", default=None, help="default: every subject")
+    h.add_argument("--device", default="cpu")
+    h.set_defaults(func=halves)
 
 
 def fit(ws, args) -> int:
@@ -31,4 +36,18 @@ def fit(ws, args) -> int:
         print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
     if not results:
         print("every subject already has an encoder")
+    return 0
+
+
+def halves(ws, args) -> int:
+    from ..encoders import fit_encoder_halves
+    from ..store import subjects
+
+    bar = progress_bar()
+    try:
+        for s in args.subject or subjects(ws):
+            runs = fit_encoder_halves(ws, s, device=args.device, progress=bar)
+            print(f"{s}: half-data encoders {', '.join(runs)}")
+    finally:
+        bar.close()
     return 0

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     o.add_argument("out")
     o.add_argument("--subject", default=None)
     o.add_argument("--overlay", default="rois", choices=list(OVERLAYS))
-    o.add_argument("--concept", default="", help="text of the concept map (with --overlay concept)")
+    o.add_argument("--concept", default="", help="text of the concept map (with --overlay concept); "
+                   "'<run id>:<seed>' of a synthesized image (with --overlay synthesis)")
     o.add_argument("--vmin", type=float, default=None)
     o.add_argument("--vmax", type=float, default=None)
     o.add_argument("--threshold", type=float, default=None)

@@ -17,7 +17,8 @@ from ..store import ProgressFn, Workspace, current_encoder, report, require_subj
 from ..store import subjects as all_subjects
 from .ridge import DEFAULT_ALPHAS, fit_ridge_cv, pearson_columns, r2_columns
 
-__all__ = ["fit_encoders", "fit_encoder", "encoder_weights", "design_matrices"]
+__all__ = ["fit_encoders", "fit_encoder", "encoder_weights", "design_matrices", "fit_encoder_halves",
+           "encoder_half", "predict_images"]
 
 
 def design_matrices(ws: Workspace, subject: str, features: np.ndarray):
@@ -94,6 +95,61 @@ def encoder_weights(ws: Workspace, subject: str, feature_key: str | None = None)
         raise NotFoundError(f"no encoder for {subject} in workspace {ws.path} (run `python -m backend encoder fit`)")
     arr = np.asarray(ws.array(enc["weights_array"]))
     return arr[:-1].T.copy(), arr[-1].copy(), enc["feature_key"]
+
+
+def fit_encoder_halves(ws: Workspace, subject: str, feature_key: str | None = None, seed: int = 0,
+                       cv: str = "gcv", device: str = "cpu", progress: ProgressFn = None) -> list[str]:
+    """The subject's encoder fitted again on each half of its training images (a random split by ``seed``), so
+    that one half can guide an image search and the other judge it without having seen the same data (BrainDiVE's
+    re-ranking). Stored in ``encoder_halves``; fitted once per (subject, feature set). Returns the run ids."""
+    from .features import stored_features
+
+    enc = current_encoder(ws, subject, feature_key)
+    if enc is None:
+        raise NotFoundError(f"no encoder for {subject} in workspace {ws.path} (run `python -m backend encoder fit`)")
+    key = enc["feature_key"]
+    have = ws.query("SELECT half, run_id FROM encoder_halves WHERE subject = ? AND feature_key = ? ORDER BY half",
+                    [subject, key]) if _has_table(ws, "encoder_halves") else None
+    if have is not None and len(have) == 2:
+        return have.run_id.tolist()
+    Xtr, Ytr, _, _, _ = design_matrices(ws, subject, stored_features(ws, key))
+    order = np.random.default_rng(seed).permutation(len(Xtr))
+    halves = [np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])]
+    fits = []
+    for h, idx in enumerate(halves):
+        report(progress, f"Fitting {subject}'s encoder on half {h + 1} of its training images", h, 2)
+        fits.append(fit_ridge_cv(Xtr[idx], Ytr[idx], cv=cv, device=device))
+    runs = []
+    with ws.writer() as tx:
+        tx.sql("DELETE FROM encoder_halves WHERE subject = ? AND feature_key = ?", [subject, key])
+        for h, (fit, idx) in enumerate(zip(fits, halves)):
+            run = tx.new_run("encoder-ridge-half", {"subject": subject, "features": key, "half": h, "of": 2,
+                                                    "split_seed": seed, "cv": cv, "n_train": int(len(idx))},
+                             seed=seed, model_ids={"embedder": enc["model_id"]})
+            name = f"encoder_{subject}_{key}_half{h}"
+            tx.put_array(name, np.vstack([fit.coef, fit.intercept[None]]).astype(np.float32), run,
+                         f"(dim + 1, n_voxels): ridge weights on half {h} of the training images, last row = intercept")
+            tx.sql("INSERT INTO encoder_halves VALUES (?, ?, ?, ?, ?, ?)", [subject, key, h, run, name, int(len(idx))])
+            runs.append(run)
+    report(progress, f"Fitting {subject}'s encoder on half 2 of its training images", 2, 2)
+    return runs
+
+
+def encoder_half(ws: Workspace, subject: str, half: int, feature_key: str | None = None):
+    """(W (n_voxels, dim), intercept (n_voxels,), run id) of the encoder fitted on ``half`` (0 or 1) of the
+    training images (:func:`fit_encoder_halves`)."""
+    enc = current_encoder(ws, subject, feature_key)
+    key = enc["feature_key"] if enc is not None else feature_key
+    row = ws.query("SELECT weights_array, run_id FROM encoder_halves WHERE subject = ? AND feature_key = ? AND half = ?",
+                   [subject, key, int(half)]) if _has_table(ws, "encoder_halves") else None
+    if row is None or row.empty:
+        raise NotFoundError(f"no half-data encoders for {subject} (fit them with `python -m backend encoder halves`)")
+    arr = np.asarray(ws.array(row.weights_array.iloc[0]))
+    return arr[:-1].T.copy(), arr[-1].copy(), row.run_id.iloc[0]
+
+
+def _has_table(ws: Workspace, name: str) -> bool:
+    return bool(len(ws.query("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name])))
 
 
 def predict_images(ws: Workspace, subject: str, images, embedder, feature_key: str | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ def render_overlay(ws: Workspace, subject: str, overlay_name: str, out: Path, co
     surface = workspace_surface(ws)
     n = surface.n_vertices
     embedder = None
-    if overlay_name == "concept":
+    if overlay_name in ("concept", "synthesis"):
         from ..models import load_role
 
         embedder = load_role("embedder", device)

@@ -23,6 +23,7 @@ OVERLAYS = {
     "r2_nc": ("Encoding accuracy (test R² / noise ceiling)", True),
     "r_test": ("Encoding accuracy (test r)", True),
     "concept": ("Concept map", True),
+    "synthesis": ("Synthesized image: predicted response", True),
 }
 
 
@@ -48,6 +49,25 @@ def predicted_overlay(ws: Workspace, subject: str, predicted: np.ndarray, n_vert
                    cmap="RdBu_r", symmetric=True, units="z")
 
 
+def synthesis_overlay(ws: Workspace, subject: str, image_ref: str, n_vertices: dict[str, int], embedder) -> Overlay:
+    """The subject's predicted response to a stored synthesized image, ``image_ref`` = ``"<run id>:<seed>"``."""
+    from ..encoders import predict_images
+    from ..synthesis import require_run, run_images, synthesis_images
+
+    run_id, _, seed = (image_ref or "").rpartition(":")
+    if not run_id or not seed.isdigit():
+        raise InvalidInputError(f"synthesized image {image_ref!r}: expected '<run id>:<seed>'")
+    run = require_run(ws, run_id)
+    rows = synthesis_images(ws, run_id)
+    rows = rows[rows.seed == int(seed)]
+    if rows.empty:
+        raise NotFoundError(f"synthesis run {run_id} has no image for seed {seed}")
+    pred = predict_images(ws, subject, run_images(ws, rows), embedder)[0]
+    ov = predicted_overlay(ws, subject, pred, n_vertices, label=f"Predicted response to {run['label']} seed {seed}")
+    ov.name, ov.meta = "synthesis", {"image": image_ref}
+    return ov
+
+
 def roi_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> Overlay:
     """The subject's ROIs as a categorical overlay (ROI colours of ``surface.rois``, others grey)."""
     vox = voxel_table(ws, subject)
@@ -62,7 +82,8 @@ def roi_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> Over
 @one_connection
 def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], concept: str = "",
             embedder=None, baseline: np.ndarray | None = None) -> Overlay:
-    """A named overlay (see ``OVERLAYS``). ``concept`` needs the embedder (text tower)."""
+    """A named overlay (see ``OVERLAYS``). ``concept`` needs the embedder (text tower); ``synthesis`` takes the image
+    as ``concept = "<run id>:<seed>"`` (a BrainDiVE image) and needs the embedder (image tower)."""
     if name not in OVERLAYS:
         raise InvalidInputError(f"unknown overlay {name!r} (known: {', '.join(OVERLAYS)})")
     if name == "rois":
@@ -77,6 +98,8 @@ def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], 
     if name in ("r2_nc", "r_test"):
         return Overlay(name, OVERLAYS[name][0], scatter_to_vertices(vox, vox[name].to_numpy(float), n_vertices),
                        cmap="viridis", vmin=0.0, vmax=1.0 if name == "r2_nc" else None)
+    if name == "synthesis":
+        return synthesis_overlay(ws, subject, concept, n_vertices, embedder)
     from .concepts import concept_scores
 
     scores = concept_scores(ws, subject, concept, embedder, baseline)

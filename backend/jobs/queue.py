@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 import traceback
@@ -82,10 +83,34 @@ def _attention(ws: Workspace, params: dict, progress) -> list[str]:
                                                      only_missing=True, progress=progress)]
 
 
+def _synthesis(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..synthesis import GuidanceConfig, synthesize
+
+    preview = params.get("preview")
+    if preview and not re.fullmatch(r"[\w.-]+\.png", preview):
+        raise InvalidInputError(f"preview {preview!r}: expected a plain file name ending in .png")
+    res = synthesize(ws, params["target"], n_seeds=int(params.get("n_seeds", 32)),
+                     first_seed=int(params.get("first_seed", 0)), config=GuidanceConfig(**params.get("guidance", {})),
+                     keep=float(params.get("keep", 0.2)), device=params.get("device", "cpu"), progress=progress,
+                     preview_file=(ws.path / "previews" / preview) if preview else None)
+    return [res["run_id"]]
+
+
+def _synthesis_evaluation(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..synthesis import GuidanceConfig, evaluate_synthesis, stored_evaluation
+
+    evaluate_synthesis(ws, params.get("subjects"), n_seeds=int(params.get("n_seeds", 100)),
+                       config=GuidanceConfig(**params.get("guidance", {})), device=params.get("device", "cpu"),
+                       progress=progress, log=lambda m: None)
+    return [stored_evaluation(ws)[0]]
+
+
 # name -> (label, function(ws, params, progress) -> run ids)
 JOB_KINDS = {"world": ("Build the demo world", _world), "encoders": ("Fit the voxel encoders", _encoders),
              "captions": ("Caption every voxel", _captions),
-             "attention": ("Fit the attention encoders", _attention)}
+             "attention": ("Fit the attention encoders", _attention),
+             "synthesis": ("Synthesize images (BrainDiVE)", _synthesis),
+             "synthesis_evaluation": ("Evaluate BrainDiVE against the simulated subjects", _synthesis_evaluation)}
 
 
 # ------------------------------------------------------------------------------------------ the jobs table
@@ -263,11 +288,15 @@ def start_worker(ws: Workspace, log: Path | None = None) -> int:
     return proc.pid
 
 
-def ensure_job(ws: Workspace, kind: str, params: dict | None = None) -> str:
-    """What a page's button does: queue a job of ``kind`` unless one is queued or running already, and start a
-    worker if none runs. Returns the id of the active job."""
+def ensure_job(ws: Workspace, kind: str, params: dict | None = None, same_params: bool = False) -> str:
+    """What a page's button does: queue a job of ``kind`` unless one is queued or running already (with
+    ``same_params``: one with these very parameters; others queue behind it), and start a worker if none runs.
+    Returns the id of the active job."""
     jobs = list_jobs(ws)
     active = jobs[(jobs.kind == kind) & jobs.state.isin(["queued", "running"])]
+    if same_params:
+        want = json.dumps(params or {}, sort_keys=True)
+        active = active[[json.dumps(json.loads(p), sort_keys=True) == want for p in active.params]]
     job_id = active.job_id.iloc[0] if len(active) else submit(ws, kind, params)
     if not worker_running(ws):
         start_worker(ws)

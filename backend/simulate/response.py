@@ -15,7 +15,7 @@ from ..errors import InvalidInputError, NotFoundError
 from ..store import Workspace, require_subject, stimulus_ids
 
 __all__ = ["SimulatedSubject", "simulated_subject", "simulate_response", "simulate_trials", "world_semantic_features",
-           "has_ground_truth", "roi_agreement", "segmentation_png", "check_against_truth"]
+           "has_ground_truth", "roi_agreement", "segmentation_png", "check_against_truth", "world_target_responses"]
 
 STIMULUS_SIZE = 128  # the world's stimuli: contrast energy is measured at this resolution
 
@@ -126,6 +126,23 @@ def simulate_response(ws: Workspace, subject: str, images, judge=None, return_se
     contrast = np.stack([contrast_energy(s) for s in stims])
     resp = sim.respond(sem, contrast)
     return (resp, (objects, backgrounds, labels)) if return_seen else resp
+
+
+def world_target_responses(ws: Workspace, weights: dict[str, np.ndarray], chunk: int = 1000) -> np.ndarray:
+    """The true (annotation-based, noise-free) response of a weighted voxel set to each of the world's stimuli,
+    averaged over subjects: ``weights`` = subject -> (n_voxels,) voxel weights. (n_stimuli,), stim_id order; the
+    reference distribution against which synthesized images are scored."""
+    sem = world_semantic_features(ws)
+    contrast = ws.array("stimuli_contrast")
+    out = np.zeros(len(sem), np.float64)
+    for subject, w in weights.items():
+        sim = simulated_subject(ws, subject)
+        keep = np.flatnonzero(w)
+        part = SimulatedSubject(sim.subject, sim.weights[keep], sim.prf_x[keep], sim.prf_y[keep], sim.prf_sigma[keep],
+                                sim.prf_share[keep], sim.ncsnr[keep], {k: v[keep] for k, v in sim.stats.items()})
+        for a in range(0, len(sem), chunk):
+            out[a:a + chunk] += part.respond(sem[a:a + chunk], np.asarray(contrast[a:a + chunk], np.float32)) @ w[keep]
+    return (out / max(len(weights), 1)).astype(np.float32)
 
 
 def simulate_trials(ws: Workspace, subject: str, images, repeats: int = 1, seed: int = 0, judge=None) -> np.ndarray:

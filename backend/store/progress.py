@@ -37,6 +37,12 @@ class TerminalProgress:
         self.bar.total = total
         self.bar.update(done - self.bar.n)
 
+    def write(self, message: str) -> None:
+        """Print a line without breaking the bar."""
+        from tqdm import tqdm
+
+        tqdm.write(message)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -10,9 +10,12 @@ Tables: ``meta`` (key/value), ``runs`` (method, parameters, model ids, seed, cod
 ``arrays`` (name -> file, shape, dtype, run), ``subjects``, ``voxels``, ``voxel_truth`` (synthetic
 world only), ``roi_labels``, ``stimulus_sources``, ``stimuli``, ``captions``, ``stimulus_objects``,
 ``subject_stimuli``, ``feature_sets`` (stimulus embeddings), ``encoders`` and
-``voxel_encoding`` (voxel-wise encoders and their test accuracy), ``banks``/``bank_items``,
+``voxel_encoding`` (voxel-wise encoders and their test accuracy), ``encoder_halves`` (the same encoder fitted on
+each half of the training images: one guides BrainDiVE, the other re-ranks), ``banks``/``bank_items``,
 ``voxel_captions``, ``caption_eval`` and ``caption_index`` (sentence embeddings of the distinct captions,
-row of the array ``caption_sentence_embeddings``).
+row of the array ``caption_sentence_embeddings``), ``synthesis_runs`` / ``synthesis_images`` (BrainDiVE runs: target
+spec, parameters, state; per seed its image and predicted activations), ``synthesis_eval`` (their evaluation
+against the simulated subjects, one JSON table per evaluation run).
 
 Writes go through :meth:`Workspace.writer`: one process at a time (an exclusive lock file), all rows
 in one transaction, array files written under new names before the commit that references them.
@@ -97,6 +100,16 @@ CREATE TABLE IF NOT EXISTS caption_index (
 CREATE TABLE IF NOT EXISTS attention_encoders (
     subject VARCHAR, feature_key VARCHAR, model_id VARCHAR, run_id VARCHAR, path VARCHAR, n_train INTEGER,
     n_test INTEGER, PRIMARY KEY (subject, feature_key));
+CREATE TABLE IF NOT EXISTS encoder_halves (
+    subject VARCHAR, feature_key VARCHAR, half INTEGER, run_id VARCHAR, weights_array VARCHAR, n_train INTEGER,
+    PRIMARY KEY (subject, feature_key, half));
+CREATE TABLE IF NOT EXISTS synthesis_runs (
+    run_id VARCHAR PRIMARY KEY, key VARCHAR, label VARCHAR, target JSON, subjects VARCHAR[], n_seeds INTEGER,
+    first_seed INTEGER, steps INTEGER, scale REAL, sampler VARCHAR, state VARCHAR, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS synthesis_images (
+    run_id VARCHAR, seed INTEGER, images_array VARCHAR, idx INTEGER, pred_guide REAL, pred_rerank REAL,
+    kept BOOLEAN, rank INTEGER, true_response REAL, judged VARCHAR, PRIMARY KEY (run_id, seed));
+CREATE TABLE IF NOT EXISTS synthesis_eval (eval_run VARCHAR PRIMARY KEY, created_at TIMESTAMP, rows JSON);
 CREATE TABLE IF NOT EXISTS voxel_encoding (
     subject VARCHAR, feature_key VARCHAR, voxel INTEGER, alpha REAL, r_test REAL, r2_test REAL, r2_nc REAL,
     PRIMARY KEY (subject, feature_key, voxel));

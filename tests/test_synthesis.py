@@ -1,0 +1,169 @@
+"""BrainDiVE: targets, the guidance loop (demo models and a tiny Stable Diffusion + CLIP), stored and resumable runs,
+re-ranking with the held-out half's encoder, and the Synthesis page."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from backend.errors import InvalidInputError
+from backend.synthesis import (GuidanceConfig, Objective, guided_batches, normalise_spec, parse_target,
+                               synthesis_images, synthesis_runs, synthesize, target_objectives, voxel_weights)
+
+
+@pytest.fixture(scope="module")
+def models():
+    from backend.models import load_role
+    from backend.synthesis import SynthesisModels
+
+    return SynthesisModels.load()
+
+
+def test_targets_read_as_typed_and_bad_ones_are_refused_by_name(tiny_ws):
+    spec = parse_target("FFA-1 - PPA", ["subj01"])
+    assert [(t["rois"], t["weight"]) for t in spec["terms"]] == [(["FFA-1"], 1.0), (["PPA"], -1.0)]
+    assert spec["label"] == "FFA-1 - PPA [subj01]"
+    assert [t["weight"] for t in parse_target("+mTL-faces -0.5*ventral-food", ["s"])["terms"]] == [1.0, -0.5]
+    assert parse_target("FFA-1,FFA-2", ["s"])["terms"] == [{"rois": ["FFA-1", "FFA-2"], "weight": 1.0}]
+    assert parse_target("voxel:12", ["s"])["terms"] == [{"voxels": [12], "weight": 1.0}]
+
+    w = voxel_weights(tiny_ws, parse_target("FFA-1", ["subj01"]))["subj01"]
+    n = int(tiny_ws.query("SELECT count(*) n FROM voxels WHERE subject='subj01' AND \"floc-faces\"='FFA-1'").n[0])
+    assert (w > 0).sum() == n and np.isclose(w.sum(), 1)  # the mean over the ROI's voxels
+    c = voxel_weights(tiny_ws, parse_target("FFA-1 - PPA", ["subj01"]))["subj01"]
+    assert abs(c.sum()) < 1e-5 and (c < 0).any()  # a contrast: +mean(FFA-1) - mean(PPA)
+    faces = voxel_weights(tiny_ws, parse_target("faces", ["subj01"]))["subj01"]
+    n_faces = int(tiny_ws.query("SELECT count(*) n FROM voxels WHERE subject='subj01' "
+                                "AND \"floc-faces\" IS NOT NULL").n[0])
+    assert (faces > 0).sum() == n_faces > n
+    lh = voxel_weights(tiny_ws, parse_target("FFA-1", ["subj01"], hemi="lh"))["subj01"]
+    hemis = tiny_ws.query("SELECT hemi FROM voxels WHERE subject='subj01' ORDER BY voxel").hemi.to_numpy()
+    assert set(hemis[lh > 0]) == {"lh"}
+
+    with pytest.raises(InvalidInputError, match=r"ROI 'FFA-9' has no voxels in subj01.*known ROIs: .*FFA-1"):
+        voxel_weights(tiny_ws, parse_target("FFA-9", ["subj01"]))
+    with pytest.raises(InvalidInputError, match=r"voxel 999999 is not a voxel of subj01"):
+        voxel_weights(tiny_ws, parse_target("voxel:999999", ["subj01"]))
+    with pytest.raises(InvalidInputError, match="exactly one subject"):
+        parse_target("voxel:3", ["subj01", "subj02"])
+    with pytest.raises(InvalidInputError, match="term 0 has weight 0"):
+        normalise_spec({"terms": [{"rois": ["PPA"], "weight": 0}], "subjects": ["subj01"]})
+    with pytest.raises(InvalidInputError, match=r"unknown field\(s\) \['roi'\]"):
+        normalise_spec({"roi": "PPA", "subjects": ["subj01"], "terms": [{"rois": ["PPA"]}]})
+    with pytest.raises(LookupError, match="subject 'subj09' is not in workspace"):
+        voxel_weights(tiny_ws, parse_target("PPA", ["subj09"]))
+
+
+def test_half_encoders_are_fitted_once_on_disjoint_halves_and_the_objective_is_the_targets_mean_prediction(
+        fitted_world):
+    from backend.encoders import encoder_half, fit_encoder_halves
+
+    ws, emb, feats, key, summaries = fitted_world
+    runs = fit_encoder_halves(ws, "subj01")
+    assert fit_encoder_halves(ws, "subj01") == runs  # stored: not fitted again
+    params = [json.loads(p) for p in ws.query("SELECT parameters FROM runs WHERE run_id IN (?, ?) ORDER BY run_id",
+                                              runs).parameters]
+    assert sum(p["n_train"] for p in params) == summaries["subj01"]["n_train"] and {p["half"] for p in params} == {0, 1}
+    W0, b0, _ = encoder_half(ws, "subj01", 0)
+    W1, b1, _ = encoder_half(ws, "subj01", 1)
+    assert W0.shape == W1.shape and not np.allclose(W0, W1)
+    # the halves agree with each other where the encoder is good (different data, same voxels)
+    face = voxel_weights(ws, parse_target("faces", ["subj01"]))["subj01"] > 0
+    r = np.corrcoef((feats[:300] @ W0[face].T).mean(1), (feats[:300] @ W1[face].T).mean(1))[0, 1]
+    assert r > 0.8, r
+
+    spec = parse_target("FFA-1 - PPA", ["subj01", "subj02"])
+    guide, rerank, weights = target_objectives(ws, spec)
+    e = feats[:50]
+    expect = []
+    for s in ("subj01", "subj02"):
+        W, b, _ = encoder_half(ws, s, 0)
+        pred = e @ W.T + b
+        m = voxel_weights(ws, spec)[s]
+        expect.append(pred[:, m > 0].mean(1) - pred[:, m < 0].mean(1))
+    assert np.allclose(guide(e), np.mean(expect, 0), atol=1e-4)
+    assert np.allclose(guide(torch.from_numpy(e)).numpy(), guide(e), atol=1e-4)  # the differentiable path agrees
+    assert set(guide.encoder_ids) == {"subj01", "subj02"} and guide.encoder_ids != rerank.encoder_ids
+
+
+def test_guidance_raises_the_targets_predicted_response_over_unguided_samples_of_the_same_seeds(fitted_world, models):
+    ws, *_ = fitted_world
+    guide, rerank, _ = target_objectives(ws, parse_target("faces", ["subj01"]))
+    seeds = [0, 1, 2, 3]
+    cfg = GuidanceConfig(steps=12, batch=4)
+    plain = next(guided_batches(models.generator, models.embedder, guide, seeds,
+                                GuidanceConfig(steps=12, batch=4, scale=0.0)))[1]
+    guided = next(guided_batches(models.generator, models.embedder, guide, seeds, cfg))[1]
+    ep, eg = models.embedder.image_features(list(plain)), models.embedder.image_features(list(guided))
+    # higher for the encoder that guided, and for the one fitted on the other half of the images (not fooled)
+    assert guide(eg).mean() > guide(ep).mean() + 0.1, (guide(eg), guide(ep))
+    assert rerank(eg).mean() > rerank(ep).mean() + 0.1, (rerank(eg), rerank(ep))
+    # a seed's image does not depend on the batch it was drawn in; DPM-Solver runs the same loop
+    alone = next(guided_batches(models.generator, models.embedder, guide, [2], GuidanceConfig(steps=12, batch=1)))[1]
+    assert np.abs(alone[0].astype(int) - guided[2].astype(int)).max() <= 3
+    dpm = next(guided_batches(models.generator, models.embedder, guide, seeds[:2],
+                              GuidanceConfig(steps=8, batch=2, sampler="dpm")))[1]
+    assert dpm.shape == guided[:2].shape
+    previews = []
+    list(guided_batches(models.generator, models.embedder, guide, [0], GuidanceConfig(steps=6, preview_every=2),
+                        preview=lambda im, k, n: previews.append((im.shape, k, n))))
+    assert [k for _, k, _ in previews] == [1, 3, 5, 6] and previews[0][0][0] == 1
+
+
+def test_a_run_is_stored_with_provenance_resumes_after_a_kill_and_reopens_instantly(fitted_world, models):
+    ws, *_ = fitted_world
+    spec = parse_target("PPA", ["subj01"])
+    cfg = GuidanceConfig(steps=6, batch=2)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_first_batch(stage, done, total):
+        if done > 2 * cfg.steps:  # the first batch (2 seeds) is stored before the second batch's first step
+            raise Killed
+
+    with pytest.raises(Killed):
+        synthesize(ws, spec, n_seeds=5, config=cfg, models=models, progress=die_after_first_batch)
+    run = synthesis_runs(ws)
+    run = run[run.label == spec["label"]].iloc[0]
+    assert run.state == "running" and run.n_images == 2
+    res = synthesize(ws, spec, n_seeds=5, config=cfg, models=models)
+    assert res["run_id"] == run.run_id and res["state"] == "done" and not res["reopened"]
+    rows = synthesis_images(ws, res["run_id"])
+    assert sorted(rows.seed) == [0, 1, 2, 3, 4] and rows.kept.sum() == 1 == res["n_kept"]
+    assert rows.loc[rows.kept, "pred_rerank"].iloc[0] == rows.pred_rerank.max() and list(rows["rank"]) == [0, 1, 2, 3, 4]
+    # the demo world: each image was shown to the simulated subject
+    assert rows.true_response.notna().all() and rows.judged.notna().all()
+    prov = ws.query("SELECT method, parameters, model_ids, seed, code_version FROM runs WHERE run_id = ?",
+                    [res["run_id"]]).iloc[0]
+    params, ids = json.loads(prov.parameters), json.loads(prov.model_ids)
+    assert prov.method == "braindive" and params["target"]["terms"] == spec["terms"]
+    assert params["guidance"]["steps"] == 6 and params["guidance"]["scale"] == cfg.scale and prov.code_version
+    assert ids["generator"] == models.generator.model_id and any(k.startswith("encoder rerank") for k in ids)
+    n_runs = len(synthesis_runs(ws))
+    again = synthesize(ws, spec, n_seeds=5, config=cfg, models=models)
+    assert again["reopened"] and again["run_id"] == res["run_id"] and len(synthesis_runs(ws)) == n_runs
+    assert len(synthesis_images(ws, res["run_id"])) == 5
+
+
+def test_the_real_path_guides_a_tiny_stable_diffusion_through_a_tiny_clip(tmp_path):
+    from backend.models.embedder import load_embedder
+    from backend.models.generator import load_generator
+    from tests.tiny import tiny_hf_clip, tiny_stable_diffusion
+
+    gen = load_generator(tiny_stable_diffusion(tmp_path / "sd"))
+    clip = load_embedder(tiny_hf_clip(tmp_path / "clip"))
+    direction = np.random.default_rng(0).normal(size=clip.dim).astype(np.float32)
+    objective = Objective(direction / np.linalg.norm(direction), 0.0, {"s": "test"})
+    # the gradient reaches the latents through UNet, VAE decoder and the CLIP image tower
+    x = gen.prepare_latents(1, 0).requires_grad_(True)
+    t = gen.timesteps(2)[0]
+    objective(clip.image_features_torch(gen.decode(x - gen.predict_noise(x, t, gen.unconditional(1))))).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    cfg = GuidanceConfig(steps=4, batch=2, scale=5000.0)
+    a = np.concatenate([im for _, im in guided_batches(gen, clip, objective, [0, 1, 2], cfg)])
+    b = np.concatenate([im for _, im in guided_batches(gen, clip, objective, [0, 1, 2], cfg)])
+    plain = np.concatenate([im for _, im in guided_batches(gen, clip, objective, [0, 1, 2],
+                                                           GuidanceConfig(steps=4, batch=2, scale=0.0))])
+    assert a.shape == (3, 16, 16, 3) and np.array_equal(a, b)  # deterministic with a seed
+    assert not np.array_equal(a, plain)  # the guidance changed the images
