@@ -167,3 +167,25 @@ def test_the_real_path_guides_a_tiny_stable_diffusion_through_a_tiny_clip(tmp_pa
                                                            GuidanceConfig(steps=4, batch=2, scale=0.0))])
     assert a.shape == (3, 16, 16, 3) and np.array_equal(a, b)  # deterministic with a seed
     assert not np.array_equal(a, plain)  # the guidance changed the images
+
+
+def test_the_synthesis_page_reopens_a_stored_run_with_its_scores_and_natural_images(fitted_world, models, monkeypatch):
+    from tests.tiny import open_page
+
+    ws, *_ = fitted_world
+    res = synthesize(ws, parse_target("FFA-1", ["subj01"]), n_seeds=5, config=GuidanceConfig(steps=6, batch=5),
+                     models=models)
+    at = open_page(ws, monkeypatch, "synthesis")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="syn_pick").value == res["run_id"]  # the newest run is shown
+    assert any(h.value == "FFA-1 [subj01]" for h in at.subheader)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "5" and metrics["Kept"] == "1" and metrics["Survive re-ranking"].endswith("/ 1")
+    text = " ".join(m.value for m in at.markdown)
+    assert "Simulated subject (ground truth)" in text and "Natural images subj01 prefers" in text
+    assert at.button(key="syn_go").label == "Synthesize"
+    # a contrast whose two sides are the same ROI is refused before anything runs
+    at.radio(key="syn_mode").set_value("Contrast").run()
+    at.selectbox(key="syn_minus").set_value("FFA-1").run()
+    at.selectbox(key="syn_plus").set_value("FFA-1").run()
+    assert any("two different ROIs" in w.value for w in at.warning)

@@ -230,18 +230,19 @@ m[3].metric("Predicted response, kept", f"{rows[rows.kept].pred_rerank.mean():+.
             help="The re-ranking encoder's prediction (z units of the betas)")
 
 
-def _caption(r) -> str:
-    cap = f"#{r.rank + 1} · seed {r.seed} · pred {r.pred_rerank:+.2f}"
-    if r.true_response == r.true_response and r.true_response is not None:
-        cap += f" · true {r.true_response:+.2f} · sees {(r.judged or 'nothing').split(',')[0]}"
+def _caption(r: dict) -> str:
+    cap = f"#{r['rank'] + 1} · seed {r['seed']} · pred {r['pred_rerank']:+.2f}"
+    if r.get("true_response") is not None and r["true_response"] == r["true_response"]:
+        cap += f" · true {r['true_response']:+.2f} · sees {(r['judged'] or 'nothing').split(',')[0]}"
     return cap
 
 
+records = {r["seed"]: r for r in rows.to_dict("records")}
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown("**Kept images** (best first by the re-ranking encoder)")
     kr = rows[rows.kept]
-    st.image(list(images[kept]), caption=[_caption(r) for r in kr.itertuples()], width=150)
+    st.image(list(images[kept]), caption=[_caption(records[sd]) for sd in kr.seed], width=150)
     if is_demo and kr.true_response.notna().any():
         ref = world_reference(path, stamp, json.dumps(spec_r, sort_keys=True))
         pct = 100 * (ref < kr.true_response.mean()).mean()
@@ -250,7 +251,7 @@ with left:
                     f"**{pct:.0f}%** of the world's natural images; the judge sees "
                     + ", ".join(f"{c} in {n}" for c, n in shown.items()) + " (largest object).")
     with st.expander(f"All {len(rows)} images, ranked"):
-        st.image(list(images), caption=[_caption(r) for r in rows.itertuples()], width=110)
+        st.image(list(images), caption=[_caption(records[sd]) for sd in rows.seed], width=110)
 with right:
     subject0, nat, nat_images = natural(path, stamp, json.dumps(spec_r, sort_keys=True))
     st.markdown(f"**Natural images {subject0} prefers for this target**")
@@ -264,7 +265,7 @@ with right:
 
 # per image: its predicted response on the cortex, and downloads
 st.markdown("**One image's predicted response on the cortex**")
-pick = st.selectbox("Image", rows.seed.tolist(), format_func=lambda s: _caption(rows[rows.seed == s].iloc[0]),
+pick = st.selectbox("Image", rows.seed.tolist(), format_func=lambda sd: _caption(records[sd]),
                     key="syn_img")
 st.page_link("views/explorer.py", label="Open its predicted response in the Cortex explorer", icon="🧠",
              query_params={"subject": spec_r["subjects"][0], "overlay": "synthesis", "image": f"{run_id}:{pick}"})
