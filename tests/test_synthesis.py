@@ -13,7 +13,6 @@ from backend.synthesis import (GuidanceConfig, Objective, guided_batches, normal
 
 @pytest.fixture(scope="module")
 def models():
-    from backend.models import load_role
     from backend.synthesis import SynthesisModels
 
     return SynthesisModels.load()
@@ -146,6 +145,25 @@ def test_a_run_is_stored_with_provenance_resumes_after_a_kill_and_reopens_instan
     assert len(synthesis_images(ws, res["run_id"])) == 5
 
 
+def test_the_evaluation_scores_guided_faces_above_unguided_samples_against_the_simulated_subject(fitted_world,
+                                                                                                models):
+    from backend.synthesis import default_targets, evaluate_synthesis, stored_evaluation
+
+    ws, *_ = fitted_world
+    faces = [t for t in default_targets() if t[0] == "faces"]
+    table = evaluate_synthesis(ws, ["subj01"], n_seeds=4, config=GuidanceConfig(steps=10, batch=4), targets=faces,
+                               models=models, log=lambda m: None)
+    by = table.set_index("method")
+    assert set(by.index) == {"braindive", "braindive all", "unguided", "unguided top", "text"}
+    assert by.loc["braindive", "n_images"] == 1 and by.loc["braindive all", "n_images"] == 4
+    # the guided images drive the simulated subject's face ROIs more than plain samples of the same seeds
+    assert by.loc["braindive all", "true mean"] > by.loc["unguided", "true mean"] + 0.5, table
+    assert by.loc["braindive all", "predicted gain"] > by.loc["unguided", "predicted gain"], table
+    assert 0 <= by.loc["braindive", "true percentile"] <= 100
+    run, stored = stored_evaluation(ws)
+    assert run.startswith("braindive-evaluation") and len(stored) == len(table)
+
+
 def test_the_real_path_guides_a_tiny_stable_diffusion_through_a_tiny_clip(tmp_path):
     from backend.models.embedder import load_embedder
     from backend.models.generator import load_generator
@@ -189,3 +207,61 @@ def test_the_synthesis_page_reopens_a_stored_run_with_its_scores_and_natural_ima
     at.selectbox(key="syn_minus").set_value("FFA-1").run()
     at.selectbox(key="syn_plus").set_value("FFA-1").run()
     assert any("two different ROIs" in w.value for w in at.warning)
+
+
+@pytest.mark.browser
+def test_a_newcomer_synthesizes_faces_for_ffa_and_places_for_ppa_in_the_browser(fitted_world, tmp_path):
+    """The flow of the issue: open Synthesis, FFA-1 of subj01, Synthesize, watch the progress, get faces; then PPA,
+    get places (8 seeds, 20 steps: 2 images kept each; the judge's reading of them is in their captions)."""
+    import re
+
+    from tests.browser import wait_for_app
+
+    ws, *_ = fitted_world
+
+    def set_number(page, label: str, value: int):
+        box = page.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Enter")
+        wait_for_app(page, 60_000)
+
+    def synthesize_and_read(page, heading: str, shot: str) -> list[str]:
+        page.get_by_role("button", name="Synthesize").click()
+        seen = page.wait_for_selector("text=/seed-steps|queued|Fitting/", timeout=120_000)
+        assert seen is not None  # the job's progress is shown while it runs
+        page.wait_for_selector(f"h3:has-text('{heading}')", timeout=600_000)
+        wait_for_app(page, 120_000)
+        page.screenshot(path=str(tmp_path / shot), full_page=True)
+        assert page.locator("[data-testid='stException']").count() == 0
+        caps = [c for c in page.locator("text=/^#[12] · seed/").all_inner_texts() if c]  # (the closed expander's: '')
+        assert len(caps) == 2, caps
+        return [re.search(r"sees (\w+)", c).group(1) for c in caps]
+
+    try:
+        _newcomer_flow(ws, tmp_path, set_number, synthesize_and_read)
+    finally:  # the page started a worker for the workspace
+        import subprocess
+
+        subprocess.run(["pkill", "-9", "-f", "--", f"--workspace {ws.path} jobs worker"])
+
+
+def _newcomer_flow(ws, tmp_path, set_number, synthesize_and_read):
+    from tests.browser import chromium_page, streamlit_server, wait_for_app
+
+    with streamlit_server(ws.path) as url, chromium_page(1400, 1300) as page:
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/synthesis")
+        wait_for_app(page, 180_000)
+        set_number(page, "Seeds", 8)
+        set_number(page, "Steps", 20)
+        faces = synthesize_and_read(page, "FFA-1 [subj01]", "synthesis_ffa.png")
+        assert faces.count("face") >= 1, faces
+        roi = page.get_by_label("ROI", exact=True)
+        roi.click()
+        page.keyboard.type("PPA")
+        page.keyboard.press("Enter")
+        wait_for_app(page, 60_000)
+        places = synthesize_and_read(page, "PPA [subj01]", "synthesis_ppa.png")
+        assert places.count("place") >= 1, places
+        assert not errors, errors

@@ -149,7 +149,7 @@ def _write_preview(path: Path, images: np.ndarray, step: int, steps: int) -> Non
     tmp = path.with_suffix(f".{step}.tmp")
     tmp.write_bytes(png_bytes(image_grid(images, columns=8, size=max(64, images.shape[1]))))
     tmp.replace(path)
-    (path.parent / (path.stem + ".json")).write_text(json.dumps({"step": step, "steps": steps}))
+    path.with_suffix(".json").write_text(json.dumps({"step": step, "steps": steps}))
 
 
 def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0, config: GuidanceConfig | None = None,
@@ -236,6 +236,7 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
             tx.insert_df("synthesis_images", rows.assign(images_array=name))
     _finish(ws, run_id, keep)
     prev.unlink(missing_ok=True)
+    prev.with_suffix(".json").unlink(missing_ok=True)
     return _summary(ws, find_run(ws, key), reopened=not todo and run["state"] == "done")
 
 
