@@ -40,7 +40,7 @@ def main() -> None:
     print(f"generator {gen.model_id} ({gen.image_size} px), embedder {emb.model_id}, batch {a.batch}, "
           f"{a.steps} steps, {torch.get_num_threads()} threads, {a.device}")
     res = {}
-    for name, scale in (("unguided", 0.0), ("guided", 130.0)):
+    for name, scale in (("unguided", 0.0), ("guided", None)):
         cfg = GuidanceConfig(steps=a.steps, batch=a.batch, scale=scale)
         list(guided_batches(gen, emb, objective, seeds[:2], GuidanceConfig(steps=2, batch=2, scale=scale)))  # warm-up
         t = time.perf_counter()

@@ -15,7 +15,7 @@ from backend.datasets import stimulus_images
 from backend.images import image_grid, png_bytes
 from backend.jobs import cancel, ensure_job, get_job, worker_running
 from backend.simulate import has_ground_truth
-from backend.synthesis import (DEMO_SCALE, SAMPLERS, natural_top, normalise_spec, require_run, run_images,
+from backend.synthesis import (SAMPLERS, configured_scale, natural_top, normalise_spec, require_run, run_images,
                                stored_evaluation, synthesis_images, synthesis_runs, target_choices)
 from views import _explore as ex
 from views._state import db_stamp, require_world, workspace
@@ -100,9 +100,10 @@ ss.setdefault("syn_subjects", subjects[:1])
 ss.setdefault("syn_voxel", 0)
 chosen = c[0].multiselect("Subjects", subjects, key="syn_subjects",
                           help="Several subjects: the target's predicted response is averaged over them.")
-mode = c[1].radio("Kind", ["ROI", "Contrast", "Voxel"], horizontal=True, key="syn_mode",
+mode = c[1].radio("Kind", ["ROI", "Contrast", "Voxel", "Concept"], horizontal=True, key="syn_mode",
                   help="ROI: the mean over its voxels (a category's name = every ROI of that category). Contrast: "
-                       "preferred by the first, not by the second. Voxel: one voxel (open the page from a voxel card).")
+                       "preferred by the first, not by the second. Voxel: one voxel (open the page from a voxel card). "
+                       "Concept: the voxels whose concept map peaks for a text (the Cortex explorer's concept map).")
 if not chosen:
     st.info("Choose at least one subject.")
     st.stop()
@@ -121,6 +122,20 @@ elif mode == "Contrast":
         st.stop()
     spec = {"terms": [{"rois": [plus], "weight": 1.0}, {"rois": [minus], "weight": -float(weight)}],
             "subjects": chosen}
+elif mode == "Concept":
+    if len(chosen) != 1:
+        st.info("A concept's voxels belong to one subject: choose exactly one subject.")
+        st.stop()
+    concept = t[0].text_input("Concept", "a face", key="syn_concept", help="Any text the embedder knows")
+    n_top = t[1].number_input("Its top voxels", 5, 500, 20, 5, key="syn_ntop")
+    if not concept.strip():
+        st.info("Type a concept, e.g. *a face* or *some food*.")
+        st.stop()
+    top = ex.top_voxels(path, stamp, chosen[0], concept.strip(), int(n_top))
+    spec = {"terms": [{"voxels": top.voxel.astype(int).tolist(), "weight": 1.0, "concept": concept.strip()}],
+            "subjects": chosen}
+    st.caption(f"{len(top)} voxels: " + ", ".join(f"{r or 'no ROI'} {n}" for r, n in
+                                                   top.roi.fillna("").value_counts().items()))
 else:
     if len(chosen) != 1:
         st.info("A voxel belongs to one subject: choose exactly one subject.")
@@ -128,7 +143,7 @@ else:
     voxel = t[0].number_input("Voxel", min_value=0, step=1, key="syn_voxel",
                               help="A voxel number (the voxel card's 'Synthesize for this voxel' link fills it in).")
     spec = {"terms": [{"voxels": [int(voxel)], "weight": 1.0}], "subjects": chosen}
-hemi = t[-1].selectbox("Hemisphere", ["both", "lh", "rh"], key="syn_hemi") if mode != "Voxel" else "both"
+hemi = t[-1].selectbox("Hemisphere", ["both", "lh", "rh"], key="syn_hemi") if mode in ("ROI", "Contrast") else "both"
 spec["hemi"] = None if hemi == "both" else hemi
 try:
     spec = normalise_spec(spec)
@@ -140,9 +155,10 @@ except Exception as exc:  # noqa: BLE001 - an InvalidInputError names the field 
 p = st.columns(5)
 n_seeds = p[0].number_input("Seeds", 4, 1000, 16, 4, key="syn_seeds", help="One image per seed; 20% are kept.")
 steps = p[1].number_input("Steps", 10, 200, 50, 5, key="syn_steps")
-scale = p[2].number_input("Guidance scale", 0.0, 100000.0, DEMO_SCALE, 10.0, key="syn_scale",
+default_scale = configured_scale()
+scale = p[2].number_input("Guidance scale", 0.0, 100000.0, default_scale, 10.0, key="syn_scale",
                           help="0 = plain unconditional samples. The paper uses 100-150 with CLIP; "
-                               f"{DEMO_SCALE:g} for the demo models.")
+                               f"{default_scale:g} for the configured generator.")
 sampler = p[3].selectbox("Sampler", SAMPLERS, key="syn_sampler", format_func={"ddim": "DDIM",
                                                                                "dpm": "DPM-Solver++"}.get)
 first_seed = p[4].number_input("First seed", 0, 10**6, 0, 1, key="syn_first")

@@ -5,12 +5,13 @@ from ._args import progress_bar
 
 
 def _guidance_args(p) -> None:
-    from ..synthesis import DEMO_SCALE, SAMPLERS
+    from ..synthesis import SAMPLERS
 
     p.add_argument("--seeds", type=int, default=32, help="number of seeds (one image each)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--scale", type=float, default=DEMO_SCALE, help="guidance scale (0 = unguided)")
+    p.add_argument("--scale", type=float, default=None, help="guidance scale (0 = unguided; default: the "
+                                                               "generator's, 500 for the demo generator, else 130)")
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--keep", type=float, default=0.2, help="share kept after re-ranking")
@@ -21,7 +22,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("synthesis", help="BrainDiVE: images a target (ROI, contrast, voxel) is predicted to prefer")
     ssub = p.add_subparsers(dest="syn_cmd", required=True)
     r = ssub.add_parser("run", help="synthesize (or re-open a stored run) and save the kept images as a PNG grid")
-    r.add_argument("target", help="an ROI (FFA-1), a union (FFA-1,FFA-2), a contrast ('FFA-1 - PPA'), faces, voxel:N")
+    r.add_argument("target", help="an ROI (FFA-1), a union (FFA-1,FFA-2), a contrast ('FFA-1 - PPA'), faces, voxel:N, "
+                                  "or concept:TEXT (the concept map's top voxels)")
+    r.add_argument("--top", type=int, default=20, help="voxels of a concept target")
     r.add_argument("--subject", nargs="*", default=None, help="default: the first subject (several: averaged)")
     r.add_argument("--hemi", choices=["lh", "rh"], default=None)
     r.add_argument("--out", default=None, help="PNG grid of the kept images")
@@ -46,9 +49,21 @@ def _config(args):
 def run(ws, args) -> int:
     from ..images import image_grid
     from ..store import default_subject
-    from ..synthesis import parse_target, run_images, synthesis_images, synthesize
+    from ..errors import InvalidInputError
+    from ..synthesis import normalise_spec, parse_target, run_images, synthesis_images, synthesize
 
-    spec = parse_target(args.target, args.subject or [default_subject(ws)], args.hemi)
+    subjects = args.subject or [default_subject(ws)]
+    if args.target.startswith("concept:"):  # a concept map's top voxels (one subject)
+        from ..explore import concept_scores, top_voxels
+        from ..models import load_role
+
+        text = args.target.split(":", 1)[1].strip()
+        if len(subjects) != 1:
+            raise InvalidInputError("a concept's voxels belong to one subject: give exactly one --subject")
+        top = top_voxels(ws, subjects[0], concept_scores(ws, subjects[0], text, load_role("embedder")), args.top)
+        spec = normalise_spec({"terms": [{"voxels": top.voxel.tolist(), "concept": text}], "subjects": subjects})
+    else:
+        spec = parse_target(args.target, subjects, args.hemi)
     bar = progress_bar()
     try:
         res = synthesize(ws, spec, n_seeds=args.seeds, first_seed=args.first_seed, config=_config(args),

@@ -75,6 +75,8 @@ class Generator:
     (n, H, W, 3). Subclasses load one kind of folder with ``from_pretrained(folder, device, ...)``.
     """
 
+    braindive_scale: float | None = None  # a measured BrainDiVE guidance scale (voxelscope.json), if any
+
     def __init__(self, pipe, model_id: str, device: str = "cpu"):
         self.pipe = pipe.to(device)
         self.model_id = model_id
@@ -190,8 +192,10 @@ class DemoGenerator(Generator):
     def from_pretrained(cls, folder: str | Path, device: str = "cpu", embedder=None) -> "DemoGenerator":
         pipe = EmbeddingConditionedPipeline.from_pretrained(str(folder), local_files_only=True)
         info = Path(folder) / "voxelscope.json"
-        prediction = json.loads(info.read_text()).get("prediction", "epsilon") if info.exists() else "epsilon"
-        return cls(pipe, _model_id(Path(folder)), device, embedder, prediction)
+        meta = json.loads(info.read_text()) if info.exists() else {}
+        gen = cls(pipe, _model_id(Path(folder)), device, embedder, meta.get("prediction", "epsilon"))
+        gen.braindive_scale = meta.get("braindive_scale")
+        return gen
 
     @property
     def image_size(self) -> int:

@@ -7,13 +7,13 @@
   re-ranked by the other half's, with provenance; on a demo world each image is shown to the simulated subject;
 * :mod:`.evaluation` - held to ground truth on a demo world, against unguided and text-conditioned baselines.
 """
-from .braindive import DEMO_SCALE, SAMPLERS, GuidanceConfig, guided_batches
+from .braindive import PAPER_SCALE, SAMPLERS, GuidanceConfig, configured_scale, guided_batches, recommended_scale
 from .evaluation import CATEGORY_PROMPTS, default_targets, evaluate_synthesis, stored_evaluation
 from .runner import (SynthesisModels, find_run, natural_top, preview_path, require_run, run_images, run_key, shown_categories,
                      synthesis_images, synthesis_runs, synthesize, target_objectives)
 from .targets import Objective, normalise_spec, parse_target, target_choices, target_label, voxel_weights
 
-__all__ = ["GuidanceConfig", "guided_batches", "DEMO_SCALE", "SAMPLERS", "Objective", "parse_target", "normalise_spec",
+__all__ = ["GuidanceConfig", "guided_batches", "PAPER_SCALE", "SAMPLERS", "recommended_scale", "configured_scale", "Objective", "parse_target", "normalise_spec",
            "target_label", "voxel_weights", "SynthesisModels", "synthesize", "synthesis_runs", "synthesis_images",
            "run_images", "find_run", "run_key", "preview_path", "require_run", "target_objectives", "shown_categories",
            "evaluate_synthesis", "default_targets", "stored_evaluation", "CATEGORY_PROMPTS", "natural_top",

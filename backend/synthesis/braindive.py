@@ -22,10 +22,30 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..store import ProgressFn, report
 
-__all__ = ["GuidanceConfig", "guided_batches", "DEMO_SCALE", "SAMPLERS"]
+__all__ = ["GuidanceConfig", "guided_batches", "PAPER_SCALE", "SAMPLERS", "recommended_scale", "configured_scale"]
 
 SAMPLERS = ("ddim", "dpm")  # DDIM, DPM-Solver++ multistep (the paper's)
-DEMO_SCALE = 130.0  # see GuidanceConfig.scale
+PAPER_SCALE = 130.0  # the published run script's scale (OpenCLIP ViT-B/16 on Stable Diffusion 2.1 base)
+
+
+def recommended_scale(generator) -> float:
+    """The guidance scale for ``generator``: its folder's ``voxelscope.json`` ``braindive_scale`` (measured for our
+    demo generator: see the README) or the paper's 130."""
+    return float(getattr(generator, "braindive_scale", None) or PAPER_SCALE)
+
+
+def configured_scale() -> float:
+    """:func:`recommended_scale` of the configured generator, read from its folder without loading it."""
+    import json
+    from pathlib import Path
+
+    from ..models import model_config
+
+    info = Path(model_config()["generator"]["path"]) / "voxelscope.json"
+    try:
+        return float(json.loads(info.read_text()).get("braindive_scale") or PAPER_SCALE)
+    except (OSError, ValueError):
+        return PAPER_SCALE
 
 
 @dataclass
@@ -34,7 +54,8 @@ class GuidanceConfig:
 
     steps : denoising steps (the paper: 50).
     scale : guidance scale, multiplying the objective (in the units of the encoder's betas) before its gradient.
-        The paper uses 100-150 for CLIP ViT-B (130 in its run script); on the demo models see ``DEMO_SCALE``.
+        The paper uses 100-150 for CLIP ViT-B (130 in its run script). None: the generator's recommendation
+        (:func:`recommended_scale`; 500 for our 32 px demo generator).
     sampler : 'ddim' or 'dpm' (DPM-Solver++ multistep, as the paper).
     batch : seeds per batch (each seed's starting noise is its own, so a seed gives the same image in any batch).
     prompt : the text condition ('' = unconditional, as the paper); text_guidance: classifier-free guidance scale
@@ -44,7 +65,7 @@ class GuidanceConfig:
     preview_every : call ``preview`` with the current decoded estimate every this many steps (0 = never).
     """
     steps: int = 50
-    scale: float = DEMO_SCALE
+    scale: float | None = None
     sampler: str = "ddim"
     batch: int = 16
     prompt: str = ""
@@ -60,11 +81,17 @@ class GuidanceConfig:
             raise InvalidInputError(f"steps must be between 1 and 1000, got {self.steps}")
         if int(self.batch) < 1:
             raise InvalidInputError(f"batch must be at least 1, got {self.batch}")
-        if not np.isfinite(self.scale) or self.scale < 0:
+        if self.scale is not None and (not np.isfinite(self.scale) or self.scale < 0):
             raise InvalidInputError(f"scale must be a finite number >= 0, got {self.scale}")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def resolved(self, generator) -> "GuidanceConfig":
+        """This config with ``scale`` filled in from the generator when it is None."""
+        if self.scale is not None:
+            return self
+        return GuidanceConfig(**{**self.as_dict(), "scale": recommended_scale(generator)})
 
 
 def _scheduler(generator, sampler: str):
@@ -88,6 +115,7 @@ def guided_batches(generator, embedder, objective: Callable, seeds, config: Guid
     import torch
 
     seeds = [int(s) for s in seeds]
+    config = config.resolved(generator)
     device = generator.device
     unet = generator.pipe.unet
     if config.gradient_checkpointing and hasattr(unet, "enable_gradient_checkpointing"):

@@ -186,6 +186,7 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
         if fmodel is not None and fmodel != emb.model_id:
             raise InvalidInputError(f"the encoders of {s} were fitted on features of {fmodel}, but the loaded "
                                     f"embedder is {emb.model_id}")
+    config = config.resolved(gen)
     model_ids = {"generator": gen.model_id, "embedder": emb.model_id}
     enc_ids = {"guide": guide.encoder_ids, "rerank": rerank.encoder_ids}
     key = run_key(spec, n_seeds, first_seed, config, keep, model_ids, enc_ids)
