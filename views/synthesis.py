@@ -3,19 +3,16 @@ queues a background job (backend.synthesis through backend.jobs), follows it, an
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from backend.datasets import stimulus_images
-from backend.images import image_grid, png_bytes
 from backend.jobs import cancel, ensure_job, get_job, worker_running
 from backend.simulate import has_ground_truth
-from backend.synthesis import (SAMPLERS, configured_scale, natural_top, normalise_spec, require_run, run_images,
+from backend.synthesis import (SAMPLERS, configured_scale, gallery_files, natural_top, normalise_spec, require_run, run_images,
                                stored_evaluation, synthesis_images, synthesis_runs, target_choices)
 from views import _explore as ex
 from views._state import db_stamp, require_world, workspace
@@ -55,6 +52,11 @@ def runs(path: str, stamp: float) -> pd.DataFrame:
 def run_rows(path: str, stamp: float, run_id: str):
     rows = synthesis_images(ws, run_id)
     return rows, run_images(ws, rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def gallery(path: str, stamp: float, run_id: str) -> tuple[bytes, bytes]:
+    return gallery_files(ws, run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -286,17 +288,10 @@ pick = st.selectbox("Image", rows.seed.tolist(), format_func=lambda sd: _caption
 st.page_link("views/explorer.py", label="Open its predicted response in the Cortex explorer", icon="🧠",
              query_params={"subject": spec_r["subjects"][0], "overlay": "synthesis", "image": f"{run_id}:{pick}"})
 
-grid = png_bytes(image_grid(list(images[kept]) or list(images[:1]), columns=8, size=128))
-buf = io.BytesIO()
-with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-    for r, im in zip(rows.itertuples(), images):
-        z.writestr(f"rank{r.rank + 1:04d}_seed{r.seed}{'_kept' if r.kept else ''}.png", png_bytes(im))
-    z.writestr("run.json", json.dumps({"run": {k: str(v) for k, v in run.items()}, "target": spec_r,
-                                       "images": json.loads(rows.drop(columns=["images_array", "idx"])
-                                                            .to_json(orient="records"))}, indent=1))
+grid, bundle = gallery(path, db_stamp(ws), run_id)
 d = st.columns(2)
 d[0].download_button("Download the kept images (PNG grid)", grid, f"{run_id}_kept.png", "image/png")
-d[1].download_button("Download every image + parameters (zip)", buf.getvalue(), f"{run_id}.zip", "application/zip")
+d[1].download_button("Download every image + parameters (zip)", bundle, f"{run_id}.zip", "application/zip")
 
 # ---------------------------------------------------------------- evaluation against ground truth
 if is_demo:

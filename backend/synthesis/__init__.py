@@ -9,7 +9,7 @@
 """
 from .braindive import PAPER_SCALE, SAMPLERS, GuidanceConfig, configured_scale, guided_batches, recommended_scale
 from .evaluation import CATEGORY_PROMPTS, default_targets, evaluate_synthesis, stored_evaluation
-from .runner import (SynthesisModels, find_run, natural_top, preview_path, require_run, run_images, run_key, shown_categories,
+from .runner import (SynthesisModels, find_run, gallery_files, natural_top, preview_path, require_run, run_images, run_key, shown_categories,
                      synthesis_images, synthesis_runs, synthesize, target_objectives)
 from .targets import Objective, normalise_spec, parse_target, target_choices, target_label, voxel_weights
 
@@ -17,4 +17,4 @@ __all__ = ["GuidanceConfig", "guided_batches", "PAPER_SCALE", "SAMPLERS", "recom
            "target_label", "voxel_weights", "SynthesisModels", "synthesize", "synthesis_runs", "synthesis_images",
            "run_images", "find_run", "run_key", "preview_path", "require_run", "target_objectives", "shown_categories",
            "evaluate_synthesis", "default_targets", "stored_evaluation", "CATEGORY_PROMPTS", "natural_top",
-           "target_choices"]
+           "target_choices", "gallery_files"]

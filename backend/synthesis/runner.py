@@ -29,7 +29,8 @@ from .braindive import GuidanceConfig, guided_batches
 from .targets import Objective, normalise_spec, voxel_weights
 
 __all__ = ["synthesize", "synthesis_runs", "synthesis_images", "run_images", "find_run", "run_key", "preview_path",
-           "target_objectives", "shown_categories", "SynthesisModels", "require_run", "MIN_SHARE", "natural_top"]
+           "target_objectives", "shown_categories", "SynthesisModels", "require_run", "MIN_SHARE", "natural_top",
+           "gallery_files"]
 
 MIN_SHARE = 0.02  # the judge "sees" a category when it covers at least 2% of the image
 
@@ -287,6 +288,32 @@ def natural_top(ws: Workspace, spec: dict, n: int = 8) -> dict[str, pd.DataFrame
         out[subject] = pd.concat([df.nlargest(n, "measured").assign(by="measured"),
                                   df.nlargest(n, "predicted").assign(by="predicted")], ignore_index=True)
     return out
+
+
+def gallery_files(ws: Workspace, run_id: str, size: int = 128) -> tuple[bytes, bytes]:
+    """(PNG grid of the kept images, zip of every image with a JSON of the run's parameters and scores)."""
+    import io
+    import zipfile
+
+    from ..images import image_grid, png_bytes
+
+    run = require_run(ws, run_id)
+    rows = synthesis_images(ws, run_id)
+    images = run_images(ws, rows)
+    kept = rows.kept.fillna(False).to_numpy()
+    grid = png_bytes(image_grid(list(images[kept]) or list(images[:1]), columns=8, size=size))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for r, im in zip(rows.itertuples(), images):
+            z.writestr(f"rank{r.rank + 1:04d}_seed{r.seed}{'_kept' if r.kept else ''}.png", png_bytes(im))
+        params = ws.query("SELECT parameters, model_ids, code_version FROM runs WHERE run_id = ?", [run_id])
+        z.writestr("run.json", json.dumps({
+            "run": {k: str(v) for k, v in run.items()}, "target": json.loads(run["target"]),
+            "parameters": json.loads(params.parameters.iloc[0]) if len(params) else None,
+            "model_ids": json.loads(params.model_ids.iloc[0]) if len(params) else None,
+            "code_version": params.code_version.iloc[0] if len(params) else None,
+            "images": json.loads(rows.drop(columns=["images_array", "idx"]).to_json(orient="records"))}, indent=1))
+    return grid, buf.getvalue()
 
 
 def require_run(ws: Workspace, run_id: str) -> dict:
