@@ -251,7 +251,7 @@ m[3].metric("Predicted response, kept", f"{rows[rows.kept].pred_rerank.mean():+.
 def _caption(r: dict) -> str:
     cap = f"#{r['rank'] + 1} · seed {r['seed']} · pred {r['pred_rerank']:+.2f}"
     if r.get("true_response") is not None and r["true_response"] == r["true_response"]:
-        cap += f" · true {r['true_response']:+.2f} · sees {(r['judged'] or 'nothing').split(',')[0]}"
+        cap += f" · true {r['true_response']:+.2f} · sees {(r['judged'] or 'nothing').replace(',', ', ')}"
     return cap
 
 
