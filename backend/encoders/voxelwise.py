@@ -109,7 +109,7 @@ def fit_encoder_halves(ws: Workspace, subject: str, feature_key: str | None = No
         raise NotFoundError(f"no encoder for {subject} in workspace {ws.path} (run `python -m backend encoder fit`)")
     key = enc["feature_key"]
     have = ws.query("SELECT half, run_id FROM encoder_halves WHERE subject = ? AND feature_key = ? ORDER BY half",
-                    [subject, key]) if _has_table(ws, "encoder_halves") else None
+                    [subject, key]) if ws.has_table("encoder_halves") else None
     if have is not None and len(have) == 2:
         return have.run_id.tolist()
     Xtr, Ytr, _, _, _ = design_matrices(ws, subject, stored_features(ws, key))
@@ -141,15 +141,11 @@ def encoder_half(ws: Workspace, subject: str, half: int, feature_key: str | None
     enc = current_encoder(ws, subject, feature_key)
     key = enc["feature_key"] if enc is not None else feature_key
     row = ws.query("SELECT weights_array, run_id FROM encoder_halves WHERE subject = ? AND feature_key = ? AND half = ?",
-                   [subject, key, int(half)]) if _has_table(ws, "encoder_halves") else None
+                   [subject, key, int(half)]) if ws.has_table("encoder_halves") else None
     if row is None or row.empty:
         raise NotFoundError(f"no half-data encoders for {subject} (fit them with `python -m backend encoder halves`)")
     arr = np.asarray(ws.array(row.weights_array.iloc[0]))
     return arr[:-1].T.copy(), arr[-1].copy(), row.run_id.iloc[0]
-
-
-def _has_table(ws: Workspace, name: str) -> bool:
-    return bool(len(ws.query("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name])))
 
 
 def predict_images(ws: Workspace, subject: str, images, embedder, feature_key: str | None = None) -> np.ndarray:

@@ -246,6 +246,10 @@ class Workspace:
             raise NotFoundError(f"array {name!r} is not registered in workspace {self.path}")
         return np.load(self.path / row[0], mmap_mode="r" if mmap else None)
 
+    def has_table(self, name: str) -> bool:
+        """Whether the database has table ``name`` (workspaces written before a table was added lack it)."""
+        return bool(len(self.query("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name])))
+
     def meta(self) -> dict[str, str]:
         with self.read() as con:
             return dict(con.execute("SELECT key, value FROM meta").fetchall())

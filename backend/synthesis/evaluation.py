@@ -141,7 +141,7 @@ def evaluate_synthesis(ws: Workspace, subjects=None, n_seeds: int = 100, config:
 
 def stored_evaluation(ws: Workspace) -> tuple[str | None, pd.DataFrame]:
     """(run id, table) of the newest stored evaluation; (None, empty) if there is none."""
-    if not len(ws.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'synthesis_eval'")):
+    if not ws.has_table("synthesis_eval"):
         return None, pd.DataFrame()
     df = ws.query("SELECT eval_run, rows FROM synthesis_eval ORDER BY created_at DESC LIMIT 1")
     if df.empty:

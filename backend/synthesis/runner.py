@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..encoders import encoder_half, fit_encoder_halves
 from ..errors import InvalidInputError, NotFoundError
-from ..store import ProgressFn, Workspace, feature_set_model, report
+from ..store import ProgressFn, Workspace, current_encoder, feature_set_model, report
 from .braindive import GuidanceConfig, guided_batches
 from .targets import Objective, normalise_spec, voxel_weights
 
@@ -78,13 +78,9 @@ def preview_path(ws: Workspace, key: str) -> Path:
     return ws.path / "previews" / f"synthesis-{key}.png"
 
 
-def _has_tables(ws: Workspace) -> bool:
-    return bool(len(ws.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'synthesis_runs'")))
-
-
 def find_run(ws: Workspace, key: str) -> dict | None:
     """The stored run with ``key`` (a dict of its ``synthesis_runs`` row), or None."""
-    if not _has_tables(ws):
+    if not ws.has_table("synthesis_runs"):
         return None
     df = ws.query("SELECT * FROM synthesis_runs WHERE key = ? ORDER BY created_at DESC LIMIT 1", [key])
     return None if df.empty else df.iloc[0].to_dict()
@@ -92,7 +88,7 @@ def find_run(ws: Workspace, key: str) -> dict | None:
 
 def synthesis_runs(ws: Workspace) -> pd.DataFrame:
     """Every synthesis run, newest first, with how many images it has and keeps."""
-    if not _has_tables(ws):
+    if not ws.has_table("synthesis_runs"):
         return pd.DataFrame(columns=["run_id", "key", "label", "target", "subjects", "n_seeds", "first_seed", "steps",
                                      "scale", "sampler", "state", "created_at", "n_images", "n_kept"])
     return ws.query("SELECT r.*, count(i.seed) AS n_images, count(*) FILTER (WHERE i.kept) AS n_kept "
@@ -181,8 +177,6 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
     models = models or SynthesisModels.load(device)
     gen, emb = models.generator, models.embedder
     for s in weights:
-        from ..store import current_encoder
-
         fmodel = feature_set_model(ws, current_encoder(ws, s)["feature_key"])
         if fmodel is not None and fmodel != emb.model_id:
             raise InvalidInputError(f"the encoders of {s} were fitted on features of {fmodel}, but the loaded "
@@ -317,7 +311,7 @@ def gallery_files(ws: Workspace, run_id: str, size: int = 128) -> tuple[bytes, b
 
 
 def require_run(ws: Workspace, run_id: str) -> dict:
-    df = ws.query("SELECT * FROM synthesis_runs WHERE run_id = ?", [run_id]) if _has_tables(ws) else pd.DataFrame()
+    df = ws.query("SELECT * FROM synthesis_runs WHERE run_id = ?", [run_id]) if ws.has_table("synthesis_runs") else pd.DataFrame()
     if df.empty:
         raise NotFoundError(f"no synthesis run {run_id!r} in workspace {ws.path}")
     return df.iloc[0].to_dict()

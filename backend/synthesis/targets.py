@@ -16,7 +16,6 @@ Because the encoders are linear in the embedding, a target is a linear function 
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -226,7 +225,3 @@ class Objective:
         import torch
 
         return emb @ torch.as_tensor(self.direction, device=emb.device, dtype=emb.dtype) + self.offset
-
-
-def spec_json(spec: dict) -> str:
-    return json.dumps(normalise_spec(spec), sort_keys=True)
