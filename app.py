@@ -9,5 +9,6 @@ pages = [st.Page("views/home.py", title="Home", icon="🏠", default=True),
          st.Page("views/captions.py", title="Voxel captions", icon="💬"),
          st.Page("views/attention.py", title="Attention maps", icon="🎯"),
          st.Page("views/synthesis.py", title="Synthesis", icon="🎨"),
+         st.Page("views/reconstruction.py", title="Reconstruction", icon="🔁"),
          st.Page("views/simulate.py", title="Virtual experiment", icon="🧪")]
 st.navigation(pages).run()

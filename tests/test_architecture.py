@@ -22,7 +22,7 @@ STAGES = [
     ("backend.cli", 10), ("backend.__main__", 10),
     ("backend.jobs", 9),
     ("backend.explore", 8),
-    ("backend.captions", 7), ("backend.attention", 7), ("backend.synthesis", 7),
+    ("backend.captions", 7), ("backend.attention", 7), ("backend.synthesis", 7), ("backend.reconstruction", 7),
     ("backend.encoders", 6), ("backend.simulate", 6),
     ("backend.models", 5),
     ("backend.datasets", 4),

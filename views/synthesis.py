@@ -223,10 +223,13 @@ if past.empty:
     st.stop()
 st.divider()
 ids = past.run_id.tolist()
-current = ss.get("syn_run") if ss.get("syn_run") in ids else ids[0]
+if (want := ss.pop("syn_run", None)) in ids:  # a run just finished, or named by the URL: the picker shows it
+    ss.syn_pick = want
+if ss.get("syn_pick") not in ids:
+    ss.pop("syn_pick", None)
 labels = {r.run_id: f"{r.label} · {r.n_images} images · {r.steps} steps · scale {r.scale:g} · "
                     f"{pd.Timestamp(r.created_at):%Y-%m-%d %H:%M}" for r in past.itertuples()}
-run_id = st.selectbox("Run", ids, index=ids.index(current), format_func=labels.get, key="syn_pick")
+run_id = st.selectbox("Run", ids, format_func=labels.get, key="syn_pick")
 if st.query_params.get("run") != run_id:
     st.query_params["run"] = run_id
     ss.syn_url_seen = {k: st.query_params.get(k) for k in ("subject", "voxel", "run")}

@@ -16,6 +16,7 @@
     python -m backend simulate check|respond IMG.png   the demo world's subjects looking at any image
     python -m backend synthesis run "FFA-1 - PPA" --seeds 32 --out kept.png   BrainDiVE (stored, resumable)
     python -m backend synthesis evaluate         every category ROI held to the simulated subjects
+    python -m backend reconstruction evaluate    Brain-IT vs ridge, full and 1-hour data, the field's metrics
     python -m backend figure rois OUT.png       render the ROI map (PyVista, off-screen)
     python -m backend figure overlay OUT.png --overlay concept --concept "a smiling face"
     python -m backend jobs submit world|encoders|captions; jobs list; jobs cancel ID; jobs worker
@@ -30,11 +31,12 @@ import argparse
 import sys
 
 from ..errors import VoxelScopeError
-from . import attention, captions, datasets, demo, encoder, figure, info, jobs, models, simulate, synthesis
+from . import (attention, captions, datasets, demo, encoder, figure, info, jobs, models, reconstruction, simulate,
+               synthesis)
 
 __all__ = ["main", "build_parser", "GROUPS"]
 
-GROUPS = (info, demo, datasets, models, encoder, captions, attention, simulate, synthesis, figure, jobs)
+GROUPS = (info, demo, datasets, models, encoder, captions, attention, simulate, synthesis, reconstruction, figure, jobs)
 
 
 WORKSPACE_HELP = "workspace folder (default $VOXELSCOPE_WORKSPACE or ./workspace)"

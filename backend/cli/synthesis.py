@@ -10,8 +10,8 @@ def _guidance_args(p) -> None:
     p.add_argument("--seeds", type=int, default=32, help="number of seeds (one image each)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--scale", type=float, default=None, help="guidance scale (0 = unguided; default: the "
-                                                               "generator's, 500 for the demo generator, else 130)")
+    p.add_argument("--scale", type=float, default=None, help="guidance scale (0 = unguided; default: the steered "
+                                     "generator's braindive_scale, 130 for generator_latent64, else the paper's 130)")
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--keep", type=float, default=0.2, help="share kept after re-ranking")

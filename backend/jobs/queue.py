@@ -105,12 +105,23 @@ def _synthesis_evaluation(ws: Workspace, params: dict, progress) -> list[str]:
     return [stored_evaluation(ws)[0]]
 
 
+def _reconstruction(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..reconstruction import ReconConfig, ensure_decoder, reconstruct
+
+    device = params.get("device", "cpu")
+    decoder = ensure_decoder(ws, str(params.get("decoder", "bit")), device=device, progress=progress)
+    res = reconstruct(ws, decoder, params["subject"], ReconConfig(**params.get("config", {})), device=device,
+                      progress=progress)
+    return [res["run_id"]]
+
+
 # name -> (label, function(ws, params, progress) -> run ids)
 JOB_KINDS = {"world": ("Build the demo world", _world), "encoders": ("Fit the voxel encoders", _encoders),
              "captions": ("Caption every voxel", _captions),
              "attention": ("Fit the attention encoders", _attention),
              "synthesis": ("Synthesize images (BrainDiVE)", _synthesis),
-             "synthesis_evaluation": ("Evaluate BrainDiVE against the simulated subjects", _synthesis_evaluation)}
+             "synthesis_evaluation": ("Evaluate BrainDiVE against the simulated subjects", _synthesis_evaluation),
+             "reconstruction": ("Reconstruct seen images (Brain-IT)", _reconstruction)}
 
 
 # ------------------------------------------------------------------------------------------ the jobs table

@@ -44,12 +44,13 @@ def model_config(path: str | Path | None = None) -> dict[str, dict]:
     out = {}
     for role in ROLES:
         entry = dict(cfg.get(role, {}))
-        p = str(entry.get("path", ""))
-        if p and not p.startswith("package:"):
-            q = Path(p).expanduser()
-            entry["path"] = str(q if q.is_absolute() else (path.parent / q).resolve())
-        else:
-            entry["path"] = p
+        entry.setdefault("path", "")
+        for key in [k for k in entry if k == "path" or k.endswith("_path")]:  # e.g. the generator's braindive_path
+            p = str(entry[key])
+            if p and not p.startswith("package:"):
+                q = Path(p).expanduser()
+                p = str(q if q.is_absolute() else (path.parent / q).resolve())
+            entry[key] = p
         out[role] = entry
     unknown = set(cfg) - set(ROLES)
     if unknown:
@@ -57,7 +58,7 @@ def model_config(path: str | Path | None = None) -> dict[str, dict]:
     return out
 
 
-def load_role(role: str, device: str = "cpu", config: dict | None = None):
+def load_role(role: str, device: str = "cpu", config: dict | None = None, purpose: str | None = None):
     """Load the model configured for ``role``.
 
     Parameters
@@ -68,6 +69,9 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None):
         ``"cpu"``, ``"cuda"``, ...
     config : dict, optional
         From :func:`model_config` (read from the configuration file when omitted).
+    purpose : str, optional
+        A use with its own folder in the role's entry, ``{purpose}_path`` (the generator's ``braindive_path``: the
+        model BrainDiVE steers); the role's ``path`` when that key is unset.
 
     Returns
     -------
@@ -94,7 +98,7 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None):
         from .generator import load_generator
 
         emb = load_role("embedder", device, config) if cfg.get("condition_on_embedder", True) else None
-        return load_generator(path, device, embedder=emb)
+        return load_generator(cfg.get(f"{purpose}_path") or path if purpose else path, device, embedder=emb)
     if role == "language_model":
         from .language_model import LanguageModel
 

@@ -154,9 +154,10 @@ class Generator:
 
     @torch.no_grad()
     def img2img(self, images, cond: torch.Tensor, strength: float = 0.6, steps: int = 50, guidance: float = 3.0,
-                seed: int = 0) -> np.ndarray:
+                seed: int = 0, on_step=None) -> np.ndarray:
         """Start from ``images`` (uint8 (n, H, W, 3)) noised to the ``strength`` point of the schedule (0 = keep
-        them, 1 = from pure noise) and denoise under ``cond``; uint8 images (n, S, S, 3)."""
+        them, 1 = from pure noise) and denoise under ``cond``; uint8 images (n, S, S, 3). ``on_step(k, n, x0)``
+        sees each step's estimate of the final images (uint8), for showing the path."""
         if not 0 <= strength <= 1:
             raise InvalidInputError(f"strength must be in [0, 1], got {strength}")
         x0 = self.encode(self.images_to_tensor(images))
@@ -169,8 +170,12 @@ class Generator:
         noise = torch.randn(x0.shape, generator=g).to(self.device)
         x = self.scheduler.add_noise(x0, noise, ts[:1].repeat(len(x0)))
         uncond = self.unconditional(len(x0))
-        for t in ts:
-            x = self.step(self.predict_noise(x, t, cond, guidance, uncond), t, x)
+        for k, t in enumerate(ts):
+            eps = self.predict_noise(x, t, cond, guidance, uncond)
+            if on_step is not None:
+                abar = self.scheduler.alphas_cumprod.to(x.device)[torch.as_tensor(t, device=x.device).long()]
+                on_step(k, len(ts), self.to_uint8(self.decode((x - (1 - abar).sqrt() * eps) / abar.sqrt())))
+            x = self.step(eps, t, x)
         return self.to_uint8(self.decode(x))
 
 

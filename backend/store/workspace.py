@@ -110,6 +110,17 @@ CREATE TABLE IF NOT EXISTS synthesis_images (
     run_id VARCHAR, seed INTEGER, images_array VARCHAR, idx INTEGER, pred_guide REAL, pred_rerank REAL,
     kept BOOLEAN, rank INTEGER, true_response REAL, judged VARCHAR, PRIMARY KEY (run_id, seed));
 CREATE TABLE IF NOT EXISTS synthesis_eval (eval_run VARCHAR PRIMARY KEY, created_at TIMESTAMP, rows JSON);
+CREATE TABLE IF NOT EXISTS voxel_clusters (
+    subject VARCHAR, voxel INTEGER, cluster INTEGER, prob REAL, run_id VARCHAR, PRIMARY KEY (subject, voxel));
+CREATE TABLE IF NOT EXISTS decoders (
+    decoder_id VARCHAR PRIMARY KEY, kind VARCHAR, subjects VARCHAR[], regime VARCHAR, path VARCHAR, run_id VARCHAR,
+    created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS reconstructions (
+    run_id VARCHAR, decoder_id VARCHAR, subject VARCHAR, stim_id INTEGER, sample INTEGER, rank INTEGER,
+    score REAL, images_array VARCHAR, idx INTEGER, PRIMARY KEY (run_id, stim_id, sample));
+CREATE TABLE IF NOT EXISTS reconstruction_runs (
+    run_id VARCHAR PRIMARY KEY, key VARCHAR, decoder_id VARCHAR, subject VARCHAR, n_images INTEGER,
+    samples INTEGER, strength REAL, steps INTEGER, state VARCHAR, metrics JSON, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS voxel_encoding (
     subject VARCHAR, feature_key VARCHAR, voxel INTEGER, alpha REAL, r_test REAL, r2_test REAL, r2_nc REAL,
     PRIMARY KEY (subject, feature_key, voxel));

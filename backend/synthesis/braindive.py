@@ -35,13 +35,15 @@ def recommended_scale(generator) -> float:
 
 
 def configured_scale() -> float:
-    """:func:`recommended_scale` of the configured generator, read from its folder without loading it."""
+    """:func:`recommended_scale` of the generator BrainDiVE is configured to steer, read from its folder without
+    loading it."""
     import json
     from pathlib import Path
 
     from ..models import model_config
 
-    info = Path(model_config()["generator"]["path"]) / "voxelscope.json"
+    cfg = model_config()["generator"]
+    info = Path(cfg.get("braindive_path") or cfg["path"]) / "voxelscope.json"
     try:
         return float(json.loads(info.read_text()).get("braindive_scale") or PAPER_SCALE)
     except (OSError, ValueError):

@@ -47,7 +47,7 @@ class SynthesisModels:
     def load(cls, device: str = "cpu") -> "SynthesisModels":
         from ..models import load_role
 
-        gen = load_role("generator", device)
+        gen = load_role("generator", device, purpose="braindive")
         emb = getattr(gen, "embedder", None) or load_role("embedder", device)
         return cls(gen, emb)
 
