@@ -92,7 +92,7 @@ def decoders_fitted(fitted_world):
 
     ws = fitted_world[0]
     fit_clusters(ws, k=8)
-    bit = fit_bit(ws, cfg=BITConfig(dim=64, k=8, epochs=12, batch=64, patience=12))
+    bit = fit_bit(ws, cfg=BITConfig(dim=64, k=8, epochs=12, batch=64, patience=12, min_steps=0))
     ridge = fit_ridge_decoder(ws)
     return ws, bit, ridge
 
@@ -117,6 +117,14 @@ def test_voxel_clusters_mean_the_same_function_in_every_subject(decoders_fitted)
     prov = ws.query("SELECT method, parameters FROM runs WHERE run_id = ?",
                     [voxel_clusters(ws, "subj01").run_id.iloc[0]]).iloc[0]
     assert prov.method == "brainit-clusters" and '"k": 8' in prov.parameters
+    # viewable in the explorer: a categorical overlay, one colour per cluster, the same in both subjects
+    from backend.explore import overlay
+
+    ovs = [overlay(ws, s, "clusters", {"lh": 10242, "rh": 10242}) for s in ("subj01", "subj02")]
+    assert all(o.categorical and len(o.categories) == 8 for o in ovs)
+    assert [c["colour"] for c in ovs[0].categories] == [c["colour"] for c in ovs[1].categories]
+    vals = np.concatenate([ovs[0].values["lh"], ovs[0].values["rh"]])
+    assert set(np.unique(vals[np.isfinite(vals)])) <= set(range(1, 9))
 
 
 def test_both_decoders_identify_held_out_images_from_their_betas(decoders_fitted):
@@ -171,19 +179,25 @@ def test_a_reconstruction_is_stored_resumes_after_a_kill_and_reopens(decoders_fi
     assert images.shape[0] == 8 and images.dtype == np.uint8 and low.shape == (8, 32, 32, 3)
     again = reconstruct(ws, bit, "subj01", cfg)
     assert again["reopened"] and again["run_id"] == res["run_id"]
+    # one image's path: the low-level guess, intermediate estimates, and the very image that was stored (its
+    # noise comes from its own seed, whatever batch it was drawn in, so the killed-and-resumed run is reproducible)
+    from backend.reconstruction import reconstruction_steps
+
+    path = reconstruction_steps(ws, res["run_id"], int(stim[0]), shown=3)
+    assert path[0][0] == "low-level guess" and path[-1][0] == "final" and len(path) == 5
+    diff = np.abs(path[-1][1].astype(int) - images[0].astype(int))  # (batched kernels round a little differently)
+    assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 4, (diff.mean(), diff.max())
     prov = ws.query("SELECT parameters, model_ids FROM runs WHERE run_id = ?", [res["run_id"]]).iloc[0]
     assert '"strength": 0.7' in prov.parameters and bit in prov.model_ids
 
 
 def test_the_reconstruction_page_shows_pairs_metrics_and_an_image_path(decoders_fitted, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     from backend.reconstruction import ReconConfig, reconstruct
+    from tests.tiny import open_page
 
     ws, _, ridge = decoders_fitted
     reconstruct(ws, ridge, "subj01", ReconConfig(n_images=6, samples=1, steps=6))
-    monkeypatch.setenv("VOXELSCOPE_WORKSPACE", str(ws.path))
-    at = AppTest.from_file("views/reconstruction.py", default_timeout=300).run()
+    at = open_page(ws, monkeypatch, "reconstruction")
     assert not at.exception, at.exception[0].value if at.exception else ""
     assert [s.value for s in at.subheader] == ["Metrics", "Seen | low-level | reconstruction", "One image's path"]
     table = at.dataframe[0].value
@@ -198,7 +212,7 @@ def test_the_reconstruction_page_shows_pairs_metrics_and_an_image_path(decoders_
 
 @pytest.mark.browser
 def test_a_newcomer_reconstructs_seen_images_and_sees_pairs_with_metrics_in_the_browser(decoders_fitted, tmp_path):
-    """Open Reconstruction, pick the ridge baseline (already fitted here; BIT reads the same way), 6 images,
+    """Open Reconstruction, pick the ridge baseline (already fitted here; BIT reads the same way), 4 images,
     Reconstruct, watch the progress, then see seen | low-level | reconstruction rows with their metrics."""
     import subprocess
 
@@ -211,22 +225,51 @@ def test_a_newcomer_reconstructs_seen_images_and_sees_pairs_with_metrics_in_the_
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url + "/reconstruction")
             wait_for_app(page, 180_000)
-            page.get_by_label("Model", exact=True).click()
+            page.get_by_role("combobox", name="Model", exact=True).click()
             page.get_by_role("option", name="Ridge baseline").click()
             wait_for_app(page, 60_000)
             box = page.get_by_label("Test images", exact=True)
-            box.fill("6")
+            box.fill("4")  # (the runs stored by the tests above have 6 and 8 images)
             box.press("Enter")
             wait_for_app(page, 60_000)
             page.get_by_role("button", name="Reconstruct").click()
             assert page.wait_for_selector("text=/Reconstructing|Scoring|queued/", timeout=120_000) is not None
-            page.wait_for_selector("text=/ridge \\(full\\) · 6 images · 3 samples/", timeout=600_000)
+            page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stImageCaption\"]')]"
+                                   ".filter(c => c.innerText.startsWith('seen · stim')).length === 4", timeout=600_000)
             wait_for_app(page, 120_000)
             page.screenshot(path=str(tmp_path / "reconstruction.png"), full_page=True)
             assert page.locator("[data-testid='stException']").count() == 0
-            assert page.locator("text=/^seen · stim/").count() == 6
-            assert page.locator("text=/^final · score/").count() == 6
-            assert page.locator("text=/^PixCorr .* SSIM .* Emb/").count() == 6
+            assert page.locator("text=/^seen · stim/").count() == 4
+            assert page.locator("text=/^final · score/").count() == 4
+            assert page.locator("text=/^PixCorr .* SSIM .* Emb/").count() == 4
             assert not errors, errors
     finally:  # the page started a worker for the workspace
         subprocess.run(["pkill", "-9", "-f", "--", f"--workspace {ws.path} jobs worker"])
+
+
+def test_the_real_path_alexnet_and_clip_columns_and_a_text_only_generator(decoders_fitted, tmp_path):
+    """Real data: AlexNet(2)/(5) load from a torchvision state-dict file and a CLIP folder gives the CLIP column
+    (tiny random weights here); a text-only Stable Diffusion folder cannot take predicted image embeddings, and says so
+    before anything is stored."""
+    import torch
+
+    from backend.models.embedder import load_embedder
+    from backend.models.generator import load_generator
+    from backend.reconstruction import ReconConfig, reconstruct, reconstruction_runs
+    from backend.reconstruction.metrics import _alexnet, alexnet_feature_nets, clip_feature_net
+    from tests.tiny import tiny_hf_clip, tiny_stable_diffusion
+
+    torch.save(_alexnet().state_dict(), tmp_path / "alexnet.pth")
+    nets = alexnet_feature_nets(tmp_path / "alexnet.pth") + [clip_feature_net(load_embedder(tiny_hf_clip(tmp_path / "c")))]
+    a, b = _images(6, 0), _images(6, 3)
+    same = evaluate_pairs(a, a, nets)
+    assert [k for k in same][2:] == ["Alex(2)", "Alex(5)", "CLIP"] and all(same[k] == 1.0 for k in ("Alex(2)", "CLIP"))
+    assert evaluate_pairs(a, b, nets)["Alex(2)"] < 1.0
+    with pytest.raises(InvalidInputError, match="not found"):
+        alexnet_feature_nets(tmp_path / "missing.pth")
+    ws, _, ridge = decoders_fitted
+    n_runs = len(reconstruction_runs(ws))
+    sd = load_generator(tiny_stable_diffusion(tmp_path / "sd"))
+    with pytest.raises(InvalidInputError, match="image embeddings"):
+        reconstruct(ws, ridge, "subj01", ReconConfig(n_images=4, samples=1, steps=4), generator=sd)
+    assert len(reconstruction_runs(ws)) == n_runs

@@ -24,6 +24,7 @@ OVERLAYS = {
     "r_test": ("Encoding accuracy (test r)", True),
     "concept": ("Concept map", True),
     "synthesis": ("Synthesized image: predicted response", True),
+    "clusters": ("Brain-IT voxel clusters (shared across subjects)", False),
 }
 
 
@@ -79,6 +80,25 @@ def roi_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> Over
     return Overlay("rois", "ROIs", scatter_to_vertices(vox, vals, n_vertices), categories=cats)
 
 
+def cluster_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> Overlay:
+    """Each voxel's Brain-IT cluster as a categorical overlay: the same colour is the same cluster in every
+    subject."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from ..reconstruction import voxel_clusters
+
+    c = voxel_clusters(ws, subject)
+    vox = ws.query("SELECT voxel, hemi, vertex FROM voxels WHERE subject = ? ORDER BY voxel", [subject])
+    k = int(ws.query("SELECT max(cluster) k FROM voxel_clusters").k.iloc[0]) + 1
+    colours = [to_hex(colormaps["tab20"](i % 20)) if i < 20 else to_hex(colormaps["tab20b"](i % 20)) for i in range(k)]
+    sizes = c.cluster.value_counts()
+    cats = [{"name": f"cluster {i} ({int(sizes.get(i, 0))} voxels)", "colour": colours[i]} for i in range(k)]
+    return Overlay("clusters", OVERLAYS["clusters"][0],
+                   scatter_to_vertices(vox, c.cluster.to_numpy(float) + 1, n_vertices), categories=cats,
+                   meta={"run": c.run_id.iloc[0]})
+
+
 @one_connection
 def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], concept: str = "",
             embedder=None, baseline: np.ndarray | None = None) -> Overlay:
@@ -88,6 +108,8 @@ def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], 
         raise InvalidInputError(f"unknown overlay {name!r} (known: {', '.join(OVERLAYS)})")
     if name == "rois":
         return roi_overlay(ws, subject, n_vertices)
+    if name == "clusters":
+        return cluster_overlay(ws, subject, n_vertices)
     vox = voxel_table(ws, subject)
     if OVERLAYS[name][1] and not has_encoder(ws, subject):
         raise NotFoundError(f"overlay {name!r} needs an encoder for {subject}: run `python -m backend encoder fit "

@@ -115,9 +115,11 @@ def models_summary(config: dict | None = None) -> list[dict]:
 
     cfg = config or model_config()
     rows = []
-    for role in ROLES:
-        path = cfg[role]["path"]
-        row = {"role": role, "path": path or "(none)", "found": False, "model_id": "", "quality": ""}
+    uses = [(role, role, cfg[role]["path"]) for role in ROLES]
+    uses += [(f"generator ({k[:-5]})", "generator", v) for k, v in cfg["generator"].items()
+             if k.endswith("_path") and v]  # the folders of the generator's uses (BrainDiVE, reconstruction)
+    for label, role, path in uses:
+        row = {"role": label, "path": path or "(none)", "found": False, "model_id": "", "quality": ""}
         if path.startswith("package:"):
             import importlib.util
 
@@ -134,7 +136,8 @@ def models_summary(config: dict | None = None) -> list[dict]:
                     break
             report = p.parent / "training.json"
             if report.exists():
-                q = json.loads(report.read_text()).get(role, {})
+                trained = json.loads(report.read_text())
+                q = trained.get(p.name) or trained.get(role, {})
                 if role == "embedder" and "zero_shot" in q:
                     r = q.get("retrieval", {})
                     row["quality"] = (f"zero-shot category accuracy {q['zero_shot']['accuracy']:.0%}"

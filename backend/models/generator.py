@@ -157,7 +157,8 @@ class Generator:
                 seed: int = 0, on_step=None) -> np.ndarray:
         """Start from ``images`` (uint8 (n, H, W, 3)) noised to the ``strength`` point of the schedule (0 = keep
         them, 1 = from pure noise) and denoise under ``cond``; uint8 images (n, S, S, 3). ``on_step(k, n, x0)``
-        sees each step's estimate of the final images (uint8), for showing the path."""
+        sees each step's estimate of the final images (uint8), for showing the path. ``seed``: one for the batch, or
+        one per image."""
         if not 0 <= strength <= 1:
             raise InvalidInputError(f"strength must be in [0, 1], got {strength}")
         x0 = self.encode(self.images_to_tensor(images))
@@ -166,8 +167,11 @@ class Generator:
         ts = ts[start:]
         if len(ts) == 0:
             return self.to_uint8(self.decode(x0))
-        g = torch.Generator().manual_seed(seed)
-        noise = torch.randn(x0.shape, generator=g).to(self.device)
+        if np.ndim(seed):  # one seed per image: an image's noise does not depend on the batch it is in
+            noise = torch.cat([torch.randn((1, *x0.shape[1:]), generator=torch.Generator().manual_seed(int(s)))
+                               for s in seed]).to(self.device)
+        else:
+            noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
         x = self.scheduler.add_noise(x0, noise, ts[:1].repeat(len(x0)))
         uncond = self.unconditional(len(x0))
         for k, t in enumerate(ts):

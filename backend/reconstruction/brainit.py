@@ -47,8 +47,9 @@ class BITConfig:
     heads: int = 4
     dropout: float = 0.0  # (torch dropout costs a quarter of a CPU step here; noise on the betas regularises)
     k: int = DEFAULT_K
-    epochs: int = 30
-    batch: int = 64
+    epochs: int = 10  # (the full demo world: 8,000 training images a subject, 1,270 steps)
+    min_steps: int = 600  # small data (one hour) gets more passes, up to this many steps (early stopping guards)
+    batch: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.05
     residual_decay: float = 1e-3  # L2 on the per-subject voxel residuals (pulls a subject towards the shared map)
@@ -221,7 +222,8 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
         split[s] = (np.sort(order[n_val:]), np.sort(order[:n_val]))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = sum(math.ceil(len(split[s][0]) / cfg.batch) for s in subjects)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1)
+    epochs = max(cfg.epochs, min(math.ceil(cfg.min_steps / steps_per_epoch), 20 * cfg.epochs))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
 
     def batch_loss(s, idx, train: bool):
         dd = data[s]
@@ -240,8 +242,8 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
         return l_glob + cfg.w_patch * l_patch + cfg.w_low * l_low + cfg.residual_decay * l_res, gn, e
 
     best, best_state, best_epoch, bad, history = -1e9, None, 0, 0, []
-    t0, total = time.time(), cfg.epochs * steps_per_epoch
-    for epoch in range(cfg.epochs):
+    t0, total = time.time(), epochs * steps_per_epoch
+    for epoch in range(epochs):
         net.train()
         order = [(s, chunk) for s in subjects
                  for chunk in np.array_split(rng.permutation(split[s][0]),
@@ -254,7 +256,7 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             sched.step()
-            report(progress, f"Training BIT ({regime}), epoch {epoch + 1}/{cfg.epochs}",
+            report(progress, f"Training BIT ({regime}), epoch {epoch + 1}/{epochs}",
                    epoch * steps_per_epoch + j + 1, total)
         net.eval()
         with torch.no_grad():
@@ -271,7 +273,7 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
                 break
     net.load_state_dict(best_state)
     extra = {"regime": regime, "subjects": subjects, "n_train": {s: int(len(data[s].stim_tr)) for s in subjects},
-             "best_epoch": best_epoch + 1, "val_cosine": history, "seconds": round(time.time() - t0, 1)}
+             "epochs_run": len(history), "best_epoch": best_epoch + 1, "val_cosine": history, "seconds": round(time.time() - t0, 1)}
     return _store_bit(ws, net, cfg, subjects, regime, vecs, clusters, extra)
 
 

@@ -47,6 +47,11 @@ def test_images(ws: Workspace, subject: str, n: int = 0):
     return rows.stim_id.to_numpy()[te], np.asarray(betas, np.float32)[te]
 
 
+def sample_seed(cfg: ReconConfig, stim_id: int, k: int) -> int:
+    """The noise seed of sample ``k`` of one test image (the same whatever batch the image is in)."""
+    return (cfg.seed * 1_000_003 + int(stim_id) * 64 + k) % 2**31
+
+
 def _key(decoder_id: str, subject: str, cfg: ReconConfig, generator_id: str) -> str:
     blob = json.dumps({"decoder": decoder_id, "subject": subject, **asdict(cfg), "generator": generator_id},
                       sort_keys=True)
@@ -94,7 +99,8 @@ def reconstruct(ws: Workspace, decoder_id: str, subject: str, cfg: ReconConfig |
     for a in range(0, len(todo), cfg.batch):
         idx = todo[a:a + cfg.batch]
         samples = [generator.img2img(list(low[idx]), cond_all[idx], strength=cfg.strength, steps=cfg.steps,
-                                     guidance=cfg.guidance, seed=cfg.seed * 1000 + a + k) for k in range(cfg.samples)]
+                                     guidance=cfg.guidance, seed=[sample_seed(cfg, stim[i], k) for i in idx])
+                   for k in range(cfg.samples)]
         S = np.stack(samples, 1)  # (b, samples, H, W, 3)
         se = embedder.image_features(list(S.reshape(-1, *S.shape[2:]))).reshape(len(idx), cfg.samples, -1)
         score = np.einsum("bsd,bd->bs", se, emb[idx])
@@ -202,7 +208,8 @@ def per_image_metrics(ws: Workspace, run_id: str, judge=None, embedder=None) -> 
 def reconstruction_steps(ws: Workspace, run_id: str, stim_id: int, shown: int = 5, generator=None,
                          device: str = "cpu") -> list[tuple[str, np.ndarray]]:
     """One image's path, recomputed with the run's parameters: the low-level guess, the generator's estimate of
-    the final image at ``shown`` evenly spaced steps, and the final image (sample 0)."""
+    the final image at ``shown`` evenly spaced steps, and the final image (the kept sample, recomputed from its
+    seed: the same image as stored)."""
     from ..models import load_role
 
     meta = ws.query("SELECT r.*, p.parameters FROM reconstruction_runs r JOIN runs p USING (run_id) "
@@ -217,9 +224,13 @@ def reconstruction_steps(ws: Workspace, run_id: str, stim_id: int, shown: int = 
         raise InvalidInputError(f"stimulus {stim_id} is not among run {run_id}'s test images")
     emb, low = load_decoder(ws, meta.decoder_id.iloc[0], device).predict(meta.subject.iloc[0], B[where])
     generator = generator or load_role("generator", device, purpose="reconstruction")
+    best = ws.query("SELECT sample FROM reconstructions WHERE run_id = ? AND stim_id = ? AND rank = 0",
+                    [run_id, int(stim_id)])
+    k = int(best["sample"].iloc[0]) if not best.empty else 0
     seen = []
     final = generator.img2img(list(low), generator.condition_images(emb), strength=cfg.strength, steps=cfg.steps,
-                              guidance=cfg.guidance, seed=cfg.seed, on_step=lambda k, n, x0: seen.append((k, n, x0[0])))
+                              guidance=cfg.guidance, seed=[sample_seed(cfg, stim_id, k)],
+                              on_step=lambda j, n, x0: seen.append((j, n, x0[0])))
     n = len(seen)
     picks = sorted(set(np.linspace(0, n - 1, min(shown, n)).round().astype(int))) if n else []
     return ([("low-level guess", low[0])] + [(f"step {seen[i][0] + 1} of {n}", seen[i][2]) for i in picks]
