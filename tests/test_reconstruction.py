@@ -152,6 +152,24 @@ def test_both_decoders_identify_held_out_images_from_their_betas(decoders_fitted
         load_decoder(ws, bit).predict("subj03", B[:2])
 
 
+def test_the_one_hour_regime_trains_one_subject_on_two_sessions_with_or_without_the_others(decoders_fitted):
+    from backend.reconstruction import BITConfig, decoders, fit_bit, load_decoder, one_hour_images, test_images
+
+    ws = decoders_fitted[0]
+    n = one_hour_images(ws, "subj01")
+    total = ws.query("SELECT n_trials, n_sessions, n_images FROM subjects WHERE subject = 'subj01'").iloc[0]
+    assert n == round(2 * total.n_trials / total.n_sessions / (total.n_trials / total.n_images))
+    cfg = BITConfig(dim=32, k=8, epochs=1, batch=64, min_steps=0)
+    shared, alone = fit_bit(ws, cfg=cfg, one_hour="subj01"), fit_bit(ws, cfg=cfg, one_hour="subj01", alone=True)
+    d = decoders(ws).set_index("decoder_id")
+    assert d.loc[shared, "regime"] == "1h subj01 + shared" and sorted(d.loc[shared, "subjects"]) == ["subj01", "subj02"]
+    assert d.loc[alone, "regime"] == "1h subj01 alone" and list(d.loc[alone, "subjects"]) == ["subj01"]
+    prov = ws.query("SELECT parameters FROM runs WHERE run_id = ?", [shared]).parameters.iloc[0]
+    assert f'"n_train": {{"subj01": {n}, "subj02": ' in prov  # subj01's two sessions, subj02's every image
+    _, B = test_images(ws, "subj01", 4)
+    assert load_decoder(ws, alone).predict("subj01", B)[0].shape[0] == 4
+
+
 def test_a_reconstruction_is_stored_resumes_after_a_kill_and_reopens(decoders_fitted):
     from backend.reconstruction import ReconConfig, reconstruct, run_reconstructions
 

@@ -283,8 +283,8 @@ def _store_bit(ws, net, cfg, subjects, regime, vecs, clusters, extra) -> str:
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     for s, v in zip(subjects, vecs):
-        state[f"vectors.{s}"] = torch.from_numpy(v)
-        state[f"clusters.{s}"] = torch.from_numpy(clusters[s].astype(np.int64))
+        state[f"vectors.{s}"] = torch.from_numpy(np.ascontiguousarray(v, np.float32))
+        state[f"clusters.{s}"] = torch.from_numpy(np.ascontiguousarray(clusters[s], np.int64))
     model_id = current_encoder(ws, subjects[0])["model_id"]
     with ws.writer() as tx:
         run = tx.new_run("brainit-bit", {**asdict(cfg), **extra}, seed=cfg.seed, model_ids={"embedder": model_id})

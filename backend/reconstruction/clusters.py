@@ -50,7 +50,7 @@ def voxel_vectors(ws: Workspace, subject: str, n_train: int | None = None, devic
     ce = contrast_energy_matrix(ws, rows.stim_id.to_numpy()[train], grid=SPATIAL_GRID).reshape(len(train), -1)
     ce = (ce - ce.mean(0)) / np.maximum(ce.std(0), 1e-6)
     spatial = fit_ridge_cv(ce, np.asarray(betas, np.float32)[train], device=device).coef.T  # (n_voxels, 64)
-    return _unit(np.hstack([_unit(W), _unit(spatial)])).astype(np.float32)
+    return np.ascontiguousarray(_unit(np.hstack([_unit(W), _unit(spatial)])), np.float32)
 
 
 def mixture(vectors: list[np.ndarray], k: int, seed: int = 0):
