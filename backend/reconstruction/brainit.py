@@ -47,7 +47,7 @@ class BITConfig:
     heads: int = 4
     dropout: float = 0.0  # (torch dropout costs a quarter of a CPU step here; noise on the betas regularises)
     k: int = DEFAULT_K
-    epochs: int = 10  # (the full demo world: 8,000 training images a subject, 1,270 steps)
+    epochs: int = 10  # (the full demo world: 9,000 training images a subject, 1,280 steps)
     min_steps: int = 600  # small data (one hour) gets more passes, up to this many steps (early stopping guards)
     batch: int = 128
     lr: float = 1e-3
