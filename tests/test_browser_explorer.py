@@ -141,3 +141,31 @@ def test_concept_query_draws_its_map_and_a_permalink_restores_the_view(app):
         # the viewer shows only the right hemisphere
         assert page.evaluate("() => [window.__voxelscope.viewers[0].groups.lh.visible, "
                              "window.__voxelscope.viewers[0].groups.rh.visible]") == [False, True]
+
+
+def test_words_and_food_light_up_their_rois_and_a_list_draws_which_concept_wins(app):
+    """Issue 15: "a word" and "some food" (the demo world's own words) paint the word and food ROIs of the two
+    subjects red (a positive predicted response), from a permalink; a list of concepts draws a winner-take-all
+    map with a legend that names them."""
+    ws, url = app
+    cases = [("subj01", "a word", "floc-words"), ("subj02", "some food", "food"), ("subj01", "some food", "food"),
+             ("subj02", "a word", "floc-words")]
+    with chromium_page(1400, 1100) as page:
+        for subject, query, file in cases:
+            page.goto(f"{url}/explorer?subject={subject}&overlay=concept&q={query.replace(' ', '+')}")
+            wait_for_app(page, 120_000)
+            wait_painted(page)
+            page.locator(".vs-colourbar").filter(has_text=query).wait_for(timeout=60_000)
+            roi = ws.query(f"SELECT v.hemi, v.vertex FROM voxels v JOIN voxel_encoding e USING (subject, voxel) "
+                           f"WHERE v.subject = '{subject}' AND v.\"{file}\" IS NOT NULL ORDER BY e.r2_nc DESC")
+            drawn = [colour(page, r.hemi, int(r.vertex)) for r in roi.head(30).itertuples()]
+            drawn = [c for c in drawn if c != [20, 20, 20]]  # (vertices on ROI outlines)
+            assert len(drawn) >= 5, (subject, query)
+            assert np.mean([r > b + 20 for r, g, b in drawn]) >= 0.7, (subject, query, drawn)
+        page.goto(f"{url}/explorer?subject=subj01&overlay=concept&q=a+face,+a+house,+a+word")
+        wait_for_app(page, 120_000)
+        wait_painted(page)
+        page.locator(".vs-colourbar").filter(has_text="a house").wait_for(timeout=60_000)
+        legend = page.locator(".vs-colourbar").inner_text()
+        assert all(name in legend for name in ("a face", "a house", "a word")), legend
+        assert page.locator("[data-testid='stException']").count() == 0

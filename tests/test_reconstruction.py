@@ -193,7 +193,7 @@ def test_a_reconstruction_is_stored_resumes_after_a_kill_and_reopens(decoders_fi
     m = res["metrics"]
     assert m["n"] == 8 and set(m["final"]) >= {"PixCorr", "SSIM", "Judge(early)", "Judge(late)", "Emb(patch)", "Emb"}
     assert "truth" in m and all(-1 <= v["r"] <= 1 for v in m["truth"].values())
-    best, images, low, stim, _ = run_reconstructions(ws, res["run_id"])
+    best, images, low, stim = run_reconstructions(ws, res["run_id"])
     assert images.shape[0] == 8 and images.dtype == np.uint8 and low.shape == (8, 32, 32, 3)
     again = reconstruct(ws, bit, "subj01", cfg)
     assert again["reopened"] and again["run_id"] == res["run_id"]

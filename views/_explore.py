@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.explore import OVERLAYS  # noqa: F401  (re-exported for the page)
+from backend.explore import DEFAULT_DEFINITION, DEFINITIONS, OVERLAYS  # noqa: F401  (re-exported for the page)
 from backend.store import Workspace
 from backend.surface import EARLY_ROIS, SHOW, VIEWS  # noqa: F401
 
@@ -32,15 +32,16 @@ def embedder():
     return load_role("embedder")
 
 
-@st.cache_data(show_spinner=False)
-def caption_baseline(path: str, stamp: float):
-    from backend.explore import caption_baseline as base
+@st.cache_resource(show_spinner="Preparing concept maps for this subject…", max_entries=8)
+def concept_context(path: str, stamp: float, subject: str):
+    from backend.explore import concept_context as context
 
-    return base(Workspace(path), embedder())
+    return context(Workspace(path), subject, embedder())
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def overlay(path: str, stamp: float, subject: str, name: str, concept: str, n_vertices: dict):
+def overlay(path: str, stamp: float, subject: str, name: str, concept: str, n_vertices: dict,
+            definition: str = DEFAULT_DEFINITION):
     from backend.explore import overlay as make
 
     if name not in ("concept", "synthesis"):
@@ -48,16 +49,22 @@ def overlay(path: str, stamp: float, subject: str, name: str, concept: str, n_ve
     if name == "synthesis":
         return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder())
     return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder(),
-                baseline=caption_baseline(path, stamp))
+                context=concept_context(path, stamp, subject), definition=definition)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def top_voxels(path: str, stamp: float, subject: str, concept: str, n: int = 15):
-    from backend.explore import concept_scores, top_voxels as top
+def top_voxels(path: str, stamp: float, subject: str, concept: str, n: int = 15,
+               definition: str = DEFAULT_DEFINITION):
+    """The top voxels of a concept box (a concept, a contrast, or a list: then with the winning concept)."""
+    from backend.explore import concept_map, top_voxels as top
 
     ws = Workspace(path)
-    scores = concept_scores(ws, subject, concept, embedder(), caption_baseline(path, stamp))
-    return top(ws, subject, scores, n).reset_index(drop=True)
+    m = concept_map(ws, subject, concept, embedder(), definition=definition,
+                    context=concept_context(path, stamp, subject))
+    df = top(ws, subject, m["scores"], n)
+    if m["kind"] == "winner":
+        df.insert(4, "wins", [m["concepts"][m["winner"][v]] if m["winner"][v] >= 0 else "" for v in df.voxel])
+    return df.reset_index(drop=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -89,7 +96,7 @@ def receptive_field(path: str, stamp: float, subject: str, voxel: int) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outlines, mesh) -> bytes:
+def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outlines, mesh, definition=None) -> bytes:
     import tempfile
     from pathlib import Path
 
@@ -98,7 +105,7 @@ def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outli
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figure.png"
         overlay_png_subprocess(Workspace(path), subject, name, out, concept=concept, vmin=vmin, vmax=vmax,
-                               threshold=threshold, outlines=outlines, mesh=mesh)
+                               threshold=threshold, outlines=outlines, mesh=mesh, definition=definition)
         return out.read_bytes()
 
 
@@ -156,6 +163,7 @@ def init_state_from_url(subject_list: list[str], kinds: list[str], n_vertices: d
     ss.cx_show = choose("hemi", list(SHOW), "both", "hemisphere")
     if qp.get("q"):
         ss.cx_concept = qp.get("q")
+    ss.cx_def = choose("def", list(DEFINITIONS), DEFAULT_DEFINITION, "concept-map definition")
     if qp.get("image"):
         ss.cx_image = qp.get("image")
     ss.cx_sel = None
@@ -179,6 +187,8 @@ def write_url(overlay_name: str, concept: str) -> None:
               "hemi": ss.cx_show}
     if overlay_name == "concept" and concept:
         params["q"] = concept
+        if ss.get("cx_def", DEFAULT_DEFINITION) != DEFAULT_DEFINITION:
+            params["def"] = ss.cx_def
     if overlay_name == "synthesis" and concept:
         params["image"] = concept
     if ss.get("cx_sel"):

@@ -33,7 +33,8 @@ def require_world(ws: Workspace) -> tuple[str, float]:
 
 def db_stamp(ws: Workspace) -> float:
     """Changes whenever a writer commits: part of every cache key, so pages never show stale data."""
-    return ws.db_path.stat().st_mtime if ws.db_path.exists() else 0.0
+    files = (ws.db_path, ws.db_path.with_name(ws.db_path.name + ".wal"))  # (a commit may sit in the WAL file)
+    return max((f.stat().st_mtime_ns for f in files if f.exists()), default=0) / 1e9
 
 
 @st.cache_data(show_spinner=False)

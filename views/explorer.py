@@ -46,7 +46,7 @@ no_encoder = needs_encoder and not encoders[subject]
 concept = {"concept": (ss.get("cx_concept") or "").strip(), "synthesis": ss.get("cx_image") or ""}.get(overlay_name, "")
 shown_name = "rois" if no_encoder or (overlay_name in ("concept", "synthesis") and not concept) else overlay_name
 try:
-    ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices)
+    ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices, ss.get("cx_def", ex.DEFAULT_DEFINITION))
 except (LookupError, ValueError) as exc:
     notes.error(str(exc))
     ov = ex.overlay(path, stamp, subject, "rois", "", n_vertices)
@@ -85,11 +85,15 @@ with controls:
         preparation_checklist(ws)
     if overlay_name == "concept" and not no_encoder:
         with st.form("concept_form", border=False):
-            fc = st.columns([5, 1])
-            fc[0].text_input("Concept", key="cx_concept", placeholder="a smiling face, some food, a house, a person …",
-                             help="Any text: the embedder's text features, dotted with each voxel's encoder "
-                                  "weights, predict how much the voxel prefers it.")
-            fc[1].form_submit_button("Map it", width="stretch")
+            fc = st.columns([5, 2, 1], vertical_alignment="bottom")
+            fc[0].text_input("Concept", key="cx_concept", placeholder="a smiling face · a face - a house · "
+                             "a face, a house, a person, some food, a word",
+                             help="One concept (any text); two with ' - ' between them for a contrast (the first "
+                                  "minus the second); several separated by commas for a map of which one each "
+                                  "voxel prefers.")
+            fc[1].selectbox("Definition", list(ex.DEFINITIONS), key="cx_def", help="How a voxel's preference is "
+                            "scored: " + "; ".join(f"**{k}**: {v}" for k, v in ex.DEFINITIONS.items()) + ".")
+            fc[2].form_submit_button("Map it", width="stretch")
         unknown = ex.embedder().unknown_words(concept) if concept else []
         if unknown:
             st.warning(f"The embedder does not know {', '.join(repr(w) for w in unknown)}: those words are ignored, "
@@ -122,7 +126,7 @@ with left:
     st.caption("Drag to rotate, scroll to zoom, right-drag to pan; **click a point to open its voxel card**.")
     if ov.name == "concept":
         st.markdown(f"**Voxels that prefer “{concept}”** (select a row to open its card)")
-        top = ex.top_voxels(path, stamp, subject, concept)
+        top = ex.top_voxels(path, stamp, subject, concept, 15, ss.get("cx_def", ex.DEFAULT_DEFINITION))
         event = st.dataframe(top, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                              key=f"cx_top_{concept}", column_config={
                                  "score": st.column_config.NumberColumn("score", format="%.3f"),
@@ -137,12 +141,14 @@ with left:
     with st.expander("Publication figure (PyVista, off-screen)"):
         st.caption("Both hemispheres, lateral / medial / ventral, with colour bar and ROI outlines. The same "
                    "figure from the command line: `python -m backend figure overlay out.png --subject "
-                   f"{subject} --overlay {ov.name}" + (f' --concept "{concept}"' if concept else "") + "`")
+                   f"{subject} --overlay {ov.name}" + (f' --concept "{concept}"' if concept else "")
+                   + (f" --definition {ss.cx_def}" if ov.name == "concept" and ss.get("cx_def") != ex.DEFAULT_DEFINITION
+                      else "") + "`")
         if st.button("Render figure"):
             with st.spinner("Rendering (a few seconds)…"):
                 try:
                     png = ex.figure_png(path, stamp, subject, ov.name, concept, vmin, vmax, threshold, outlines,
-                                        kind if kind != "flat" else "inflated")
+                                        kind if kind != "flat" else "inflated", ss.get("cx_def"))
                     st.session_state.cx_figure = (png, f"voxelscope_{subject}_{ov.name}.png")
                 except RuntimeError as exc:
                     st.error(str(exc))

@@ -3,17 +3,16 @@ parameters, queues a background job (backend.reconstruction through backend.jobs
 runs: seen | low-level | final, sortable by any metric, the metrics table, and one image's path step by step."""
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
 from backend.datasets import stimulus_images
-from backend.jobs import cancel, ensure_job, get_job, worker_running
+from backend.jobs import ensure_job
 from backend.reconstruction import (METRIC_COLUMNS, PAPER_ROWS, higher_is_better, metrics_table, per_image_metrics,
                                     reconstruction_runs, reconstruction_steps, run_metrics, run_reconstructions)
 from backend.simulate import has_ground_truth
 from views import _explore as ex
+from views._jobs import job_panel
 from views._state import db_stamp, require_world, workspace
 
 ws = workspace()
@@ -45,7 +44,7 @@ def runs(path: str, stamp: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def run_data(path: str, stamp: float, run_id: str):
-    best, images, low, stim, _ = run_reconstructions(ws, run_id)
+    _, images, low, stim = run_reconstructions(ws, run_id)
     return images, low, stim, stimulus_images(ws, stim)
 
 
@@ -81,40 +80,8 @@ if st.button("Reconstruct", type="primary", key="rec_go",
     ss.rec_job = ensure_job(ws, "reconstruction", params, same_params=True)
 
 
-def _job_panel() -> None:
-    job_id = ss.get("rec_job")
-    if not job_id:
-        return
-
-    @st.fragment(run_every=1.5)
-    def panel():
-        job = get_job(ws, job_id)
-        with st.container(border=True):
-            if job["state"] in ("queued", "running"):
-                if job["state"] == "queued" or not job.get("total"):
-                    st.markdown(f"⏳ {job.get('stage') or 'queued'}…")
-                else:
-                    eta = job.get("eta_s")
-                    eta = f", about {eta:.0f} s left" if eta is not None and eta == eta else ""
-                    st.progress(min(job["done"] / job["total"], 1.0),
-                                text=f"{job['stage']}: {job['done']:,.0f} / {job['total']:,.0f}{eta}")
-                st.button("Cancel", key=f"rec_cancel_{job_id}", on_click=cancel, args=(ws, job_id))
-                if not worker_running(ws):
-                    st.warning("No worker is running: start one with `python -m backend jobs worker` (or `./dev.sh app`).")
-            elif job["state"] == "done":
-                ss.rec_show = json.loads(job["runs"])[0]
-                ss.rec_job = None
-                st.rerun()
-            elif job["state"] == "failed":
-                st.error(f"The reconstruction failed: {str(job['error']).splitlines()[0]}")
-            else:
-                st.info("The reconstruction was cancelled; the images it finished are kept, and pressing Reconstruct "
-                        "again continues from there.")
-
-    panel()
-
-
-_job_panel()
+job_panel(ws, "rec_job", "rec_show", "reconstruction", "the images it finished are kept, and pressing Reconstruct "
+          "again continues from there.")
 
 # ---------------------------------------------------------------- results
 past = runs(path, db_stamp(ws))
@@ -128,9 +95,8 @@ ids = past.run_id.tolist()
 labels = {r.run_id: f"{'BIT' if r.kind == 'bit' else 'ridge'} ({r.regime}) · {r.n_images} images · {r.samples} samples "
                     f"· strength {r.strength:g} · {r.steps} steps · {pd.Timestamp(r.created_at):%Y-%m-%d %H:%M}"
           for r in past.itertuples()}
-want = ss.pop("rec_show", None)
-if want in ids:
-    ss.rec_pick = want
+if ss.get("rec_show") in ids:  # a run just finished: the picker shows it (kept until the run list holds it)
+    ss.rec_pick = ss.pop("rec_show")
 if ss.get("rec_pick") not in ids:
     ss.pop("rec_pick", None)
 run_id = st.selectbox("Run", ids, format_func=labels.get, key="rec_pick")

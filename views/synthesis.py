@@ -10,11 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from backend.datasets import stimulus_images
-from backend.jobs import cancel, ensure_job, get_job, worker_running
+from backend.jobs import ensure_job
 from backend.simulate import has_ground_truth
 from backend.synthesis import (SAMPLERS, configured_scale, gallery_files, natural_top, normalise_spec, require_run, run_images,
                                stored_evaluation, synthesis_images, synthesis_runs, target_choices)
 from views import _explore as ex
+from views._jobs import job_panel
 from views._state import db_stamp, require_world, workspace
 
 ws = workspace()
@@ -172,49 +173,18 @@ if st.button("Synthesize", type="primary", key="syn_go"):
     ss.pop("syn_run", None)
 
 
-def _job_panel() -> None:
-    job_id = ss.get("syn_job")
-    if not job_id:
-        return
-
-    @st.fragment(run_every=1.5)
-    def panel():
-        job = get_job(ws, job_id)
-        prm = json.loads(job["params"])
-        with st.container(border=True):
-            label = prm["target"].get("label", "") if "target" in prm else "Evaluation"
-            if job["state"] in ("queued", "running"):
-                if job["state"] == "queued" or not job.get("total"):
-                    st.markdown(f"⏳ **{label}**: {job.get('stage') or 'queued'}…")
-                else:
-                    eta = job.get("eta_s")
-                    eta = f", about {eta:.0f} s left" if eta is not None and eta == eta else ""
-                    st.progress(min(job["done"] / job["total"], 1.0),
-                                text=f"{job['stage']}: {job['done']:,.0f} / {job['total']:,.0f} seed-steps{eta}")
-                st.button("Cancel", key=f"syn_cancel_{job_id}", on_click=cancel, args=(ws, job_id))
-                prev = ws.path / "previews" / prm.get("preview", "")
-                if prm.get("preview") and prev.exists():
-                    meta = prev.with_suffix(".json")
-                    step = json.loads(meta.read_text()) if meta.exists() else {}
-                    st.image(prev.read_bytes(), caption="Live preview: what the brain objective sees in the current "
-                             f"batch (step {step.get('step', '?')} of {step.get('steps', '?')})", width=720)
-                if not worker_running(ws):
-                    st.warning("No worker is running: start one with `python -m backend jobs worker` (or `./dev.sh app`).")
-            elif job["state"] == "done":
-                if job["kind"] == "synthesis":
-                    ss.syn_run = json.loads(job["runs"])[0]
-                ss.syn_job = None
-                st.rerun()
-            elif job["state"] == "failed":
-                st.error(f"The synthesis failed: {str(job['error']).splitlines()[0]}")
-            else:
-                st.info("The synthesis was cancelled; the seeds it finished are kept, and pressing Synthesize again "
-                        "continues from there.")
-
-    panel()
+def _preview(prm: dict) -> None:
+    prev = ws.path / "previews" / prm.get("preview", "")
+    if prm.get("preview") and prev.exists():
+        meta = prev.with_suffix(".json")
+        step = json.loads(meta.read_text()) if meta.exists() else {}
+        st.image(prev.read_bytes(), caption="Live preview: what the brain objective sees in the current "
+                 f"batch (step {step.get('step', '?')} of {step.get('steps', '?')})", width=720)
 
 
-_job_panel()
+job_panel(ws, "syn_job", "syn_run", "synthesis", "the seeds it finished are kept, and pressing Synthesize again "
+          "continues from there.", label=lambda prm: prm["target"].get("label", "") if "target" in prm else "Evaluation",
+          units="seed-steps", show_kinds=("synthesis",), preview=_preview)
 
 # ---------------------------------------------------------------- results
 past = runs(path, db_stamp(ws))
@@ -223,8 +193,8 @@ if past.empty:
     st.stop()
 st.divider()
 ids = past.run_id.tolist()
-if (want := ss.pop("syn_run", None)) in ids:  # a run just finished, or named by the URL: the picker shows it
-    ss.syn_pick = want
+if ss.get("syn_run") in ids:  # a run just finished, or named by the URL: the picker shows it (kept
+    ss.syn_pick = ss.pop("syn_run")  # until the run list holds it)
 if ss.get("syn_pick") not in ids:
     ss.pop("syn_pick", None)
 labels = {r.run_id: f"{r.label} · {r.n_images} images · {r.steps} steps · scale {r.scale:g} · "

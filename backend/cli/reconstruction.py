@@ -110,7 +110,7 @@ def run(ws, args) -> int:
         from ..datasets.reading import stimulus_images
         from ..images import image_grid
 
-        _, best, low, stim, _ = run_reconstructions(ws, res["run_id"])
+        _, best, low, stim = run_reconstructions(ws, res["run_id"])
         n = min(12, len(stim))
         seen = stimulus_images(ws, stim[:n])
         grid = image_grid(list(seen) + list(low[:n]) + list(best[:n]), columns=n, size=96)

@@ -20,7 +20,7 @@ from ..errors import NotFoundError
 from ..store import ProgressFn, Workspace, report, stimulus_ids
 
 __all__ = ["stimulus_features", "stimulus_patch_tokens", "stored_features", "fingerprint", "feature_key",
-           "contrast_energy_matrix"]
+           "contrast_energy_matrix", "caption_features"]
 
 
 def fingerprint(folder: str | Path) -> str:
@@ -88,6 +88,44 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
         tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
                [key, embedder.model_id, fp, name, int(ids.size), int(embedder.dim), run])
     return feats, key
+
+
+def caption_features(ws: Workspace, embedder, key: str, store: bool = True, batch_size: int = 256,
+                     progress: ProgressFn = None) -> np.ndarray | None:
+    """The embedder's unit text features of each stimulus's first caption (n_stimuli, dim), stim_id order; zero
+    rows for stimuli without a caption; None when the dataset has no captions at all. ``key`` is the feature set
+    of the same embedder's image features (its weights' fingerprint). Stored as feature set ``captions-<key>`` on
+    first use (``store=False``: computed, not stored, e.g. by a reader such as the app)."""
+    ckey = f"captions-{key}"
+    with ws.read() as con:
+        row = con.execute("SELECT array_name FROM feature_sets WHERE key = ?", [ckey]).fetchone()
+    if row is not None:
+        return ws.array(row[0])
+    caps = ws.query("SELECT stim_id, min_by(caption, k) AS caption FROM captions GROUP BY stim_id")
+    if caps.empty:
+        return None
+    ids = stimulus_ids(ws)
+    where = dict(zip(caps.stim_id.to_numpy(), caps.caption))
+    have = [i for i, s in enumerate(ids) if where.get(s)]
+    feats = np.zeros((ids.size, embedder.dim), np.float32)
+    step = 2048
+    for a in range(0, len(have), step):
+        rows = have[a:a + step]
+        feats[rows] = embedder.text_features([where[ids[i]] for i in rows], batch_size=batch_size)
+        report(progress, f"Embedding the stimuli's captions ({embedder.model_id})", min(a + step, len(have)),
+               len(have))
+    if store:
+        with ws.writer() as tx:
+            run = tx.new_run("features", {"what": "caption_features", "caption": "each stimulus's first (k = 0)",
+                                          "n": int(ids.size), "with_caption": len(have)},
+                             model_ids={"embedder": embedder.model_id, "image_features": key})
+            name = f"features_{ckey}"
+            tx.put_array(name, feats, run, f"unit text features of each stimulus's first caption (n, {embedder.dim}), "
+                                           "stim_id order; zero rows: no caption")
+            tx.sql("DELETE FROM feature_sets WHERE key = ?", [ckey])
+            tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [ckey, embedder.model_id, key.rsplit("-", 1)[-1], name, int(ids.size), int(embedder.dim), run])
+    return feats
 
 
 def stimulus_patch_tokens(ws: Workspace, embedder, folder: str | Path, device: str = "cpu", batch_size: int = 256,

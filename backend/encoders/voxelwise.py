@@ -174,12 +174,13 @@ def fit_encoders(ws: Workspace, subjects=None, device: str = "cpu", cv: str = "g
         One summary per fitted subject (see :func:`fit_encoder`).
     """
     from ..models import load_role, model_config
-    from .features import stimulus_features
+    from .features import caption_features, stimulus_features
 
     names = [require_subject(ws, s) for s in subjects] if subjects else all_subjects(ws)  # before any work
     cfg = model_config()
     emb = load_role("embedder", device, cfg)
     feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=device, progress=progress)
+    caption_features(ws, emb, key, progress=progress)  # what concept maps match a text against
     done = {s for s in names if only_missing and current_encoder(ws, s, key) is not None}
     return [fit_encoder(ws, s, feats, key, emb.model_id, cv=cv, device=device, progress=progress)
             for s in names if s not in done]

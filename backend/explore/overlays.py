@@ -101,9 +101,11 @@ def cluster_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> 
 
 @one_connection
 def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], concept: str = "",
-            embedder=None, baseline: np.ndarray | None = None) -> Overlay:
-    """A named overlay (see ``OVERLAYS``). ``concept`` needs the embedder (text tower); ``synthesis`` takes the image
-    as ``concept = "<run id>:<seed>"`` (a BrainDiVE image) and needs the embedder (image tower)."""
+            embedder=None, context: dict | None = None, definition: str | None = None) -> Overlay:
+    """A named overlay (see ``OVERLAYS``). ``concept`` needs the embedder (text tower; a single concept, a contrast
+    "a - b" or a list "a, b, c" drawn as a winner-take-all map; ``definition`` and ``context``: see
+    :func:`~backend.explore.concepts.concept_scores`); ``synthesis`` takes the image as ``concept = "<run id>:<seed>"``
+    (a BrainDiVE image) and needs the embedder (image tower)."""
     if name not in OVERLAYS:
         raise InvalidInputError(f"unknown overlay {name!r} (known: {', '.join(OVERLAYS)})")
     if name == "rois":
@@ -122,8 +124,22 @@ def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], 
                        cmap="viridis", vmin=0.0, vmax=1.0 if name == "r2_nc" else None)
     if name == "synthesis":
         return synthesis_overlay(ws, subject, concept, n_vertices, embedder)
-    from .concepts import concept_scores
+    from .concepts import DEFAULT_DEFINITION, UNITS, concept_map
 
-    scores = concept_scores(ws, subject, concept, embedder, baseline)
-    return Overlay(name, f"Concept map: “{concept}”", scatter_to_vertices(vox, scores, n_vertices), cmap="RdBu_r",
-                   symmetric=True, units="predicted response vs an average caption, z", meta={"concept": concept})
+    definition = definition or DEFAULT_DEFINITION
+    m = concept_map(ws, subject, concept, embedder, definition=definition, context=context)
+    meta = {"concept": concept, "definition": definition, "kind": m["kind"]}
+    if m["kind"] == "winner":
+        from matplotlib import colormaps
+        from matplotlib.colors import to_hex
+
+        counts = pd.Series(m["winner"]).value_counts()
+        cats = [{"name": f"{c} ({int(counts.get(i, 0))} voxels)", "colour": to_hex(colormaps["tab10"](i))}
+                for i, c in enumerate(m["concepts"])]
+        vals = np.where(m["winner"] >= 0, m["winner"] + 1.0, np.nan)  # blank: no concept above the average
+        return Overlay(name, "Which concept wins: " + ", ".join(f"“{c}”" for c in m["concepts"]),
+                       scatter_to_vertices(vox, vals, n_vertices), categories=cats, meta=meta)
+    title = (f"Concept map: “{m['concepts'][0]}”" if m["kind"] == "single"
+             else f"Concept contrast: “{m['concepts'][0]}” minus “{m['concepts'][1]}”")
+    return Overlay(name, title, scatter_to_vertices(vox, m["scores"], n_vertices), cmap="RdBu_r", symmetric=True,
+                   units=UNITS.get(definition, ""), meta=meta)

@@ -168,12 +168,14 @@ def list_jobs(ws: Workspace) -> pd.DataFrame:
 
 
 def get_job(ws: Workspace, job_id: str) -> dict:
-    """One job's row (see :func:`list_jobs`)."""
+    """One job's row (see :func:`list_jobs`); what the job has not reported yet (stage, done, total, ...) is None."""
     jobs = list_jobs(ws)
     row = jobs[jobs.job_id == job_id]
     if row.empty:
         raise NotFoundError(f"no job {job_id!r} in {ws.path / DB_NAME}")
-    return row.iloc[0].to_dict()
+    # (pandas reads SQL NULLs of number columns as NaN, and NaN is truthy: a job that had started but not yet
+    # reported its total drew a NaN progress bar, whose error froze the page's job panel)
+    return {k: None if isinstance(v, float) and v != v else v for k, v in row.iloc[0].to_dict().items()}
 
 
 def cancel(ws: Workspace, job_id: str) -> str:

@@ -73,6 +73,11 @@ class DecoderData:
     low_tr: np.ndarray  # (n, 32, 32, 3) float in [0, 1]
 
 
+def regime_name(one_hour: str | None = None, alone: bool = False) -> str:
+    """How a decoder's training data is named in ``decoders.regime``: "full", "1h subj01 + shared", "1h subj01 alone"."""
+    return "full" if one_hour is None else f"1h {one_hour}" + (" alone" if alone else " + shared")
+
+
 def one_hour_images(ws: Workspace, subject: str, sessions: int = 2) -> int:
     """How many distinct training images ``sessions`` of the subject's sessions hold (NSD: 750 trials a session, 3
     repeats per image -> 1 h of scanning ~ 1-2 sessions ~ 250-500 images)."""
@@ -198,7 +203,7 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
         one_hour = require_subject(ws, one_hour)
         subjects = [one_hour] if alone else sorted(set(subjects) | {one_hour})
     limit = {s: (one_hour_images(ws, s) if s == one_hour else None) for s in subjects}
-    regime = "full" if one_hour is None else (f"1h {one_hour}" + (" alone" if alone else " + shared"))
+    regime = regime_name(one_hour, alone)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data, vecs = {}, []
@@ -306,7 +311,7 @@ def fit_ridge_decoder(ws: Workspace, subjects=None, one_hour: str | None = None,
     subjects = [require_subject(ws, s) for s in (subjects or all_subjects(ws))]
     if one_hour is not None:
         subjects = [require_subject(ws, one_hour)]
-    regime = "full" if one_hour is None else f"1h {one_hour} alone"
+    regime = regime_name(one_hour, alone=True)
     arrays = {}
     for i, s in enumerate(subjects):
         report(progress, "Fitting ridge decoders", i, len(subjects))
@@ -346,7 +351,7 @@ def ensure_decoder(ws: Workspace, name: str, one_hour: str | None = None, alone:
         return name
     if one_hour is not None:
         one_hour = require_subject(ws, one_hour)
-    regime = "full" if one_hour is None else f"1h {one_hour}" + (" alone" if alone or name == "ridge" else " + shared")
+    regime = regime_name(one_hour, alone or name == "ridge")  # (a ridge decoder is one subject's own)
     d = decoders(ws)
     d = d[(d.kind == name) & (d.regime == regime)]
     if not d.empty:

@@ -63,11 +63,10 @@ def mixture(vectors: list[np.ndarray], k: int, seed: int = 0):
     if k > len(X):
         raise InvalidInputError(f"{k} clusters for {len(X)} voxels: choose at most {len(X)}")
     gmm = GaussianMixture(k, covariance_type="diag", random_state=seed, max_iter=200, reg_covar=1e-5).fit(X)
-    out, a = [], 0
+    out = []
     for v in vectors:
         p = gmm.predict_proba(v)
         out.append((p.argmax(1).astype(np.int32), p.max(1).astype(np.float32)))
-        a += len(v)
     return gmm, out
 
 

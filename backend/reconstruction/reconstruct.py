@@ -122,24 +122,19 @@ def reconstruct(ws: Workspace, decoder_id: str, subject: str, cfg: ReconConfig |
 
 def run_reconstructions(ws: Workspace, run_id: str):
     """(rows, best images (n, H, W, 3), low-level images (n, 32, 32, 3), seen stim ids): the best-ranked sample of
-    each test image of a run, in test-image order. rows: stim_id, score and every per-image metric."""
-    df = ws.query("SELECT * FROM reconstructions WHERE run_id = ? ORDER BY stim_id, sample", [run_id])
-    if df.empty:
+    each test image of a run, in test-image order. rows: stim_id, sample, rank, score, ..."""
+    best = ws.query("SELECT c.* FROM reconstructions c JOIN subject_stimuli s ON s.subject = c.subject AND "
+                    "s.stim_id = c.stim_id WHERE c.run_id = ? AND c.rank = 0 ORDER BY s.row", [run_id])
+    if best.empty:
         raise NotFoundError(f"no reconstructions for run {run_id!r}")
-    arrays = {n: np.asarray(ws.array(n)) for n in df.images_array.unique()}
-    images = np.stack([arrays[r.images_array][r.idx] for r in df.itertuples()])
-    meta = ws.query("SELECT subject, metrics FROM reconstruction_runs WHERE run_id = ?", [run_id]).iloc[0]
-    stim, _ = test_images(ws, meta.subject, len(df.stim_id.unique()))
-    order = {int(s): i for i, s in enumerate(stim)}
-    df["order"] = df.stim_id.map(order)
-    best = df[df["rank"] == 0].sort_values("order")
+    arrays = {n: np.asarray(ws.array(n)) for n in best.images_array.unique()}
+    images = np.stack([arrays[r.images_array][r.idx] for r in best.itertuples()])
     low = np.asarray(ws.array(f"recon_{run_id}_low"))
-    return best.reset_index(drop=True), images[best.index.to_numpy()], low, best.stim_id.to_numpy(), \
-        {k: images[df[(df.stim_id == k)].index.to_numpy()] for k in best.stim_id}
+    return best, images, low, best.stim_id.to_numpy()
 
 
 def _score(ws, run, subject, stim, low, embedder, judge, progress) -> dict:
-    best, images, _, _, _ = run_reconstructions(ws, run)
+    _, images, _, _ = run_reconstructions(ws, run)
     seen = stimulus_images(ws, stim)
     report(progress, "Scoring the reconstructions", 0, 1)
     nets = demo_feature_nets(judge, embedder)
@@ -199,7 +194,7 @@ def per_image_metrics(ws: Workspace, run_id: str, judge=None, embedder=None) -> 
     and every metric for that image (2-way: the share of the other test images its reconstruction beats)."""
     from ..models import load_judge, load_role
 
-    best, images, _, stim, _ = run_reconstructions(ws, run_id)
+    best, images, _, stim = run_reconstructions(ws, run_id)
     nets = demo_feature_nets(judge or load_judge(), embedder or load_role("embedder"))
     per = evaluate_pairs(stimulus_images(ws, stim), list(images), nets, per_image=True)
     return pd.concat([best[["stim_id", "score"]].reset_index(drop=True), pd.DataFrame(per)], axis=1)
