@@ -17,8 +17,9 @@ concept best):
     poorly ("a word" matched 60% word images), and dividing by σ_v lifts voxels whose predictions barely vary
     (noise after regularisation): on the demo world "a word" put 0-25% of its top 20 in word ROIs.
 ``calibrated``
-    ``w_v · (t - c) / σ_v``: today's contrast below in units of the voxel's predicted-response spread (a
-    selectivity comparable across voxels).
+    ``w_v · (t - c) / σ_v``: the ``weights`` contrast in units of the voxel's predicted-response spread (a
+    selectivity comparable across voxels); it too lifts voxels the encoder barely predicts (on the tests' tiny
+    world 2 of the top 10 for "a face" were face voxels).
 ``weights``
     ``w_v · (t - c)``: the encoder's predicted response to the concept's *text* minus that to an average caption
     (the map before issue 15). Text and image features sit apart in embedding space, and for words the text
