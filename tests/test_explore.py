@@ -8,6 +8,7 @@ from backend.errors import InvalidInputError, NotFoundError
 from backend.explore import (concept_scores, find_voxel, overlay, receptive_field, roi_overlay, top_voxels,
                              voxel_card, voxel_table)
 from backend.surface import EARLY_ROIS, HEMIS, load_fsaverage5
+from backend.surface.rois import FILE_CATEGORY
 from backend.surface.viewer import parse_message, roi_boundary, vertex_colours, viewer_message
 from backend.surface.wire import (NO_VALUE, decode_faces, decode_overlay, dequantise_positions, encode_faces,
                                   encode_overlay, positions_blob, subdivide, topology_blob, unpack, write_mesh_files)
@@ -36,8 +37,7 @@ def test_concept_map_peaks_in_the_matching_rois(fitted_world, subject, query, ro
     assert med[med.index.isin(rois)].max() > med[med.index.isin(EARLY_ROIS)].max()
 
 
-CATEGORY_FILE = {"face": "floc-faces", "place": "floc-places", "body": "floc-bodies", "word": "floc-words",
-                 "food": "food"}
+CATEGORY_FILE = {c: f for f, c in FILE_CATEGORY.items()}  # category -> its ROI file
 
 
 @pytest.fixture(scope="module")

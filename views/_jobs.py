@@ -50,3 +50,14 @@ def job_panel(ws, job_key: str, show_key: str, noun: str, cancelled: str, label:
                 st.info(f"The {noun} was cancelled; {cancelled}")
 
     panel()
+
+
+def show_finished_run(show_key: str, pick_key: str, ids: list[str]) -> None:
+    """Point the run picker (``st.session_state[pick_key]``) at the run a finished job (or a link) put in
+    ``show_key``, once the page's run list ``ids`` holds it (the list is cached: it may not yet); drop a pick that
+    is no longer in the list."""
+    ss = st.session_state
+    if ss.get(show_key) in ids:
+        ss[pick_key] = ss.pop(show_key)
+    if ss.get(pick_key) not in ids:
+        ss.pop(pick_key, None)

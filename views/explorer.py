@@ -41,12 +41,13 @@ left, right = st.columns([3, 2], gap="medium")
 
 subject, overlay_name, kind = ss.cx_subject, ss.cx_overlay, ss.cx_surface
 view, show = ss.cx_view, ss.cx_show
+definition = ss.get("cx_def", ex.DEFAULT_DEFINITION)
 needs_encoder = ex.OVERLAYS[overlay_name][1]
 no_encoder = needs_encoder and not encoders[subject]
 concept = {"concept": (ss.get("cx_concept") or "").strip(), "synthesis": ss.get("cx_image") or ""}.get(overlay_name, "")
 shown_name = "rois" if no_encoder or (overlay_name in ("concept", "synthesis") and not concept) else overlay_name
 try:
-    ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices, ss.get("cx_def", ex.DEFAULT_DEFINITION))
+    ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices, definition)
 except (LookupError, ValueError) as exc:
     notes.error(str(exc))
     ov = ex.overlay(path, stamp, subject, "rois", "", n_vertices)
@@ -126,7 +127,7 @@ with left:
     st.caption("Drag to rotate, scroll to zoom, right-drag to pan; **click a point to open its voxel card**.")
     if ov.name == "concept":
         st.markdown(f"**Voxels that prefer “{concept}”** (select a row to open its card)")
-        top = ex.top_voxels(path, stamp, subject, concept, 15, ss.get("cx_def", ex.DEFAULT_DEFINITION))
+        top = ex.top_voxels(path, stamp, subject, concept, 15, definition)
         event = st.dataframe(top, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                              key=f"cx_top_{concept}", column_config={
                                  "score": st.column_config.NumberColumn("score", format="%.3f"),
@@ -142,13 +143,13 @@ with left:
         st.caption("Both hemispheres, lateral / medial / ventral, with colour bar and ROI outlines. The same "
                    "figure from the command line: `python -m backend figure overlay out.png --subject "
                    f"{subject} --overlay {ov.name}" + (f' --concept "{concept}"' if concept else "")
-                   + (f" --definition {ss.cx_def}" if ov.name == "concept" and ss.get("cx_def") != ex.DEFAULT_DEFINITION
+                   + (f" --definition {definition}" if ov.name == "concept" and definition != ex.DEFAULT_DEFINITION
                       else "") + "`")
         if st.button("Render figure"):
             with st.spinner("Rendering (a few seconds)…"):
                 try:
                     png = ex.figure_png(path, stamp, subject, ov.name, concept, vmin, vmax, threshold, outlines,
-                                        kind if kind != "flat" else "inflated", ss.get("cx_def"))
+                                        kind if kind != "flat" else "inflated", definition)
                     st.session_state.cx_figure = (png, f"voxelscope_{subject}_{ov.name}.png")
                 except RuntimeError as exc:
                     st.error(str(exc))

@@ -12,7 +12,7 @@ from backend.reconstruction import (METRIC_COLUMNS, PAPER_ROWS, higher_is_better
                                     reconstruction_runs, reconstruction_steps, run_metrics, run_reconstructions)
 from backend.simulate import has_ground_truth
 from views import _explore as ex
-from views._jobs import job_panel
+from views._jobs import job_panel, show_finished_run
 from views._state import db_stamp, require_world, workspace
 
 ws = workspace()
@@ -95,10 +95,7 @@ ids = past.run_id.tolist()
 labels = {r.run_id: f"{'BIT' if r.kind == 'bit' else 'ridge'} ({r.regime}) · {r.n_images} images · {r.samples} samples "
                     f"· strength {r.strength:g} · {r.steps} steps · {pd.Timestamp(r.created_at):%Y-%m-%d %H:%M}"
           for r in past.itertuples()}
-if ss.get("rec_show") in ids:  # a run just finished: the picker shows it (kept until the run list holds it)
-    ss.rec_pick = ss.pop("rec_show")
-if ss.get("rec_pick") not in ids:
-    ss.pop("rec_pick", None)
+show_finished_run("rec_show", "rec_pick", ids)
 run_id = st.selectbox("Run", ids, format_func=labels.get, key="rec_pick")
 images, low, stim, seen = run_data(path, db_stamp(ws), run_id)
 per = per_image(path, db_stamp(ws), run_id)

@@ -15,7 +15,7 @@ from backend.simulate import has_ground_truth
 from backend.synthesis import (SAMPLERS, configured_scale, gallery_files, natural_top, normalise_spec, require_run, run_images,
                                stored_evaluation, synthesis_images, synthesis_runs, target_choices)
 from views import _explore as ex
-from views._jobs import job_panel
+from views._jobs import job_panel, show_finished_run
 from views._state import db_stamp, require_world, workspace
 
 ws = workspace()
@@ -193,10 +193,7 @@ if past.empty:
     st.stop()
 st.divider()
 ids = past.run_id.tolist()
-if ss.get("syn_run") in ids:  # a run just finished, or named by the URL: the picker shows it (kept
-    ss.syn_pick = ss.pop("syn_run")  # until the run list holds it)
-if ss.get("syn_pick") not in ids:
-    ss.pop("syn_pick", None)
+show_finished_run("syn_run", "syn_pick", ids)  # a run just finished, or named by the URL
 labels = {r.run_id: f"{r.label} · {r.n_images} images · {r.steps} steps · scale {r.scale:g} · "
                     f"{pd.Timestamp(r.created_at):%Y-%m-%d %H:%M}" for r in past.itertuples()}
 run_id = st.selectbox("Run", ids, format_func=labels.get, key="syn_pick")

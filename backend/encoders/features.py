@@ -41,10 +41,22 @@ def feature_key(model_id: str, fp: str) -> str:
 
 def stored_features(ws: Workspace, key: str) -> np.ndarray:
     """The stored feature matrix (n_stimuli, dim) of feature set ``key``, in stim_id order."""
-    name = ws.query("SELECT array_name FROM feature_sets WHERE key = ?", [key])
-    if name.empty:
+    if (have := _stored(ws, key)) is None:
         raise NotFoundError(f"feature set {key} is missing from workspace {ws.path}")
-    return np.asarray(ws.array(name.array_name.iloc[0]))
+    return np.asarray(have)
+
+
+def _stored(ws: Workspace, key: str):
+    """The stored array of feature set ``key``, or None."""
+    with ws.read() as con:
+        row = con.execute("SELECT array_name FROM feature_sets WHERE key = ?", [key]).fetchone()
+    return None if row is None else ws.array(row[0])
+
+
+def _register(tx, key: str, model_id: str, fp: str, name: str, n: int, dim: int, run: str) -> None:
+    """Record (or replace) feature set ``key``: the array ``name`` of ``n`` stimuli x ``dim`` made by ``model_id``."""
+    tx.sql("DELETE FROM feature_sets WHERE key = ?", [key])
+    tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)", [key, model_id, fp, name, int(n), int(dim), run])
 
 
 def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str = "cpu", batch_size: int = 256,
@@ -68,10 +80,8 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
     """
     fp = fingerprint(folder)
     key = feature_key(embedder.model_id, fp)
-    with ws.read() as con:
-        row = con.execute("SELECT array_name FROM feature_sets WHERE key = ?", [key]).fetchone()
-    if row is not None:
-        return ws.array(row[0]), key
+    if (have := _stored(ws, key)) is not None:
+        return have, key
     ids = stimulus_ids(ws)
     feats = np.empty((ids.size, embedder.dim), np.float32)
     step = 1024
@@ -84,9 +94,7 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
                          model_ids={"embedder": embedder.model_id, "fingerprint": fp})
         name = f"features_{key}"
         tx.put_array(name, feats, run, f"unit image features of every stimulus (n, {embedder.dim}), stim_id order")
-        tx.sql("DELETE FROM feature_sets WHERE key = ?", [key])
-        tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-               [key, embedder.model_id, fp, name, int(ids.size), int(embedder.dim), run])
+        _register(tx, key, embedder.model_id, fp, name, ids.size, embedder.dim, run)
     return feats, key
 
 
@@ -97,10 +105,8 @@ def caption_features(ws: Workspace, embedder, key: str, store: bool = True, batc
     of the same embedder's image features (its weights' fingerprint). Stored as feature set ``captions-<key>`` on
     first use (``store=False``: computed, not stored, e.g. by a reader such as the app)."""
     ckey = f"captions-{key}"
-    with ws.read() as con:
-        row = con.execute("SELECT array_name FROM feature_sets WHERE key = ?", [ckey]).fetchone()
-    if row is not None:
-        return ws.array(row[0])
+    if (have := _stored(ws, ckey)) is not None:
+        return have
     caps = ws.query("SELECT stim_id, min_by(caption, k) AS caption FROM captions GROUP BY stim_id")
     if caps.empty:
         return None
@@ -122,9 +128,7 @@ def caption_features(ws: Workspace, embedder, key: str, store: bool = True, batc
             name = f"features_{ckey}"
             tx.put_array(name, feats, run, f"unit text features of each stimulus's first caption (n, {embedder.dim}), "
                                            "stim_id order; zero rows: no caption")
-            tx.sql("DELETE FROM feature_sets WHERE key = ?", [ckey])
-            tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   [ckey, embedder.model_id, key.rsplit("-", 1)[-1], name, int(ids.size), int(embedder.dim), run])
+            _register(tx, ckey, embedder.model_id, key.rsplit("-", 1)[-1], name, ids.size, embedder.dim, run)
     return feats
 
 
@@ -145,10 +149,8 @@ def stimulus_patch_tokens(ws: Workspace, embedder, folder: str | Path, device: s
 
     fp = fingerprint(folder)
     key = "patches-" + feature_key(embedder.model_id, fp)
-    with ws.read() as con:
-        row = con.execute("SELECT array_name FROM feature_sets WHERE key = ?", [key]).fetchone()
-    if row is not None:
-        return ws.array(row[0]), key
+    if (have := _stored(ws, key)) is not None:
+        return have, key
     ids = stimulus_ids(ws)
     first = embedder.patch_tokens(np.stack(stimulus_images(ws, ids[:1])))
     staging = ws.path / "staging"
@@ -172,9 +174,7 @@ def stimulus_patch_tokens(ws: Workspace, embedder, folder: str | Path, device: s
         os.replace(tmp, final)
         tx.put_array(name, final, run, f"patch tokens of every stimulus (n, {first.shape[1]}, {first.shape[2]}) "
                                        f"on a {embedder.patch_grid[0]}x{embedder.patch_grid[1]} grid, stim_id order")
-        tx.sql("DELETE FROM feature_sets WHERE key = ?", [key])
-        tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-               [key, embedder.model_id, fp, name, int(ids.size), int(first.shape[2]), run])
+        _register(tx, key, embedder.model_id, fp, name, ids.size, first.shape[2], run)
     return ws.array(name), key
 
 

@@ -9,7 +9,7 @@
 """
 from ..store import has_encoder, subjects, voxel_table
 from ..surface.overlay import Overlay
-from .concepts import (DEFAULT_DEFINITION, DEFINITIONS, caption_baseline, concept_context, concept_map, concept_scores,
+from .concepts import (DEFAULT_DEFINITION, DEFINITIONS, concept_context, concept_map, concept_scores,
                        parse_concepts, top_voxels, winner_map)
 from .figures import cached_roi_map, overlay_png_subprocess, render_overlay, render_roi_map
 from .overlays import OVERLAYS, overlay, predicted_overlay, roi_overlay, scatter_to_vertices
@@ -17,7 +17,7 @@ from .plots import plot_category_profile, plot_receptive_field
 from .voxel_card import find_voxel, receptive_field, training_contrast_energy, voxel_card, voxel_receptive_field
 
 __all__ = ["Overlay", "OVERLAYS", "overlay", "roi_overlay", "predicted_overlay", "scatter_to_vertices", "subjects", "has_encoder",
-           "voxel_table", "concept_scores", "caption_baseline", "top_voxels", "concept_context", "concept_map",
+           "voxel_table", "concept_scores", "top_voxels", "concept_context", "concept_map",
            "parse_concepts", "winner_map", "DEFINITIONS", "DEFAULT_DEFINITION", "find_voxel", "voxel_card",
            "receptive_field", "training_contrast_energy", "voxel_receptive_field", "plot_category_profile",
            "plot_receptive_field", "render_roi_map", "render_overlay", "cached_roi_map", "overlay_png_subprocess"]

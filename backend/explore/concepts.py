@@ -38,9 +38,8 @@ from ..encoders.voxelwise import encoder_weights
 from ..errors import InvalidInputError
 from ..store import Workspace, feature_set_model, voxel_table
 
-__all__ = ["concept_scores", "caption_baseline", "top_voxels", "DEFINITIONS", "DEFAULT_DEFINITION", "UNITS", "concept_context",
-           "concept_contrast", "winner_map", "parse_concepts",
-           "concept_map"]
+__all__ = ["concept_scores", "top_voxels", "DEFINITIONS", "DEFAULT_DEFINITION", "UNITS",
+           "concept_context", "concept_contrast", "winner_map", "parse_concepts", "concept_map"]
 
 DEFINITIONS = {
     "captions": "predicted response to the 100 stimuli whose captions match the concept best, vs the average "
@@ -54,17 +53,6 @@ UNITS = {"captions": "predicted response vs the average image, z", "images": "z 
          "calibrated": "z of the predicted responses", "weights": "predicted response vs an average caption, z"}
 DEFAULT_DEFINITION = "captions"
 N_MATCHING_IMAGES = 100
-
-
-def caption_baseline(ws: Workspace, embedder, n: int = 1000) -> np.ndarray:
-    """Mean unit text feature of ``n`` of the dataset's captions (evenly spaced over the stimuli): the
-    reference a concept is contrasted with, so the map shows what the concept adds over an average caption
-    (it also removes the offset between text and image embeddings that every text query shares)."""
-    caps = ws.query("SELECT caption FROM captions WHERE k = 0 ORDER BY stim_id").caption.tolist()
-    if not caps:
-        return np.zeros(embedder.dim, np.float32)
-    pick = np.linspace(0, len(caps) - 1, min(n, len(caps))).round().astype(int)
-    return embedder.text_features([caps[i] for i in pick]).mean(0).astype(np.float32)
 
 
 def concept_context(ws: Workspace, subject: str, embedder) -> dict:
@@ -83,18 +71,13 @@ def concept_context(ws: Workspace, subject: str, embedder) -> dict:
     cov = np.cov(X - mean, rowvar=False)
     sigma = np.sqrt(np.maximum(np.einsum("vd,de,ve->v", W, cov, W, optimize=True), 1e-12)).astype(np.float32)
     T = caption_features(ws, embedder, key, store=False)
+    if T is None:
+        baseline = np.zeros(W.shape[1], np.float32)
+    else:  # the mean caption feature, from the captions' features already at hand (rows of zeros: no caption)
+        T = np.asarray(T, np.float32)
+        baseline = T[np.abs(T).sum(1) > 0].mean(0)
     return {"subject": subject, "key": key, "W": W, "X": X, "mean": mean.astype(np.float32), "sigma": sigma,
-            "T": None if T is None else np.asarray(T, np.float32), "baseline": caption_baseline(ws, embedder)}
-
-
-def _text(embedder, text: str, dim: int, subject: str) -> np.ndarray:
-    text = (text or "").strip()
-    if not text:
-        raise InvalidInputError("the concept is empty: type a word or a phrase, e.g. 'a smiling face'")
-    t = embedder.text_features([text])[0].astype(np.float32)
-    if t.shape[0] != dim:
-        raise InvalidInputError(f"text features have {t.shape[0]} dimensions, the encoder of {subject} {dim}")
-    return t / max(float(np.linalg.norm(t)), 1e-8)
+            "T": T, "baseline": baseline}
 
 
 def concept_scores(ws: Workspace, subject: str, text: str, embedder, definition: str = DEFAULT_DEFINITION,
@@ -108,7 +91,10 @@ def concept_scores(ws: Workspace, subject: str, text: str, embedder, definition:
         raise InvalidInputError("the concept is empty: type a word or a phrase, e.g. 'a smiling face'")
     c = context if context is not None and context["subject"] == subject else concept_context(ws, subject, embedder)
     W = c["W"]
-    t = _text(embedder, text, W.shape[1], subject)
+    t = embedder.text_features([text])[0].astype(np.float32)
+    if t.shape[0] != W.shape[1]:
+        raise InvalidInputError(f"text features have {t.shape[0]} dimensions, the encoder of {subject} {W.shape[1]}")
+    t /= max(float(np.linalg.norm(t)), 1e-8)
     if definition == "weights":
         return W @ (t - c["baseline"])
     if definition == "calibrated":
@@ -171,6 +157,8 @@ def concept_map(ws: Workspace, subject: str, query: str, embedder, **kw) -> dict
     winner-take-all map the winning score) plus, for ``winner``, ``winner`` (the index of the winning concept per
     voxel, -1 where no concept scores above 0)."""
     kind, concepts = parse_concepts(query)
+    if kw.get("context") is None:  # once for every concept of the box
+        kw["context"] = concept_context(ws, subject, embedder)
     if kind == "single":
         return {"kind": kind, "concepts": concepts, "scores": concept_scores(ws, subject, concepts[0], embedder, **kw)}
     if kind == "contrast":
