@@ -3,6 +3,7 @@ world seed, subject, category, prompt and definition (prints a table; not a test
 
     .venv/bin/python bench/concept_maps.py --seeds 41 77 131 --root /tmp/cm      # builds the worlds first (minutes)
     .venv/bin/python bench/concept_maps.py --workspace /tmp/full                 # an existing workspace
+    .venv/bin/python bench/concept_maps.py --workspace /tmp/full --encoder in-context --images 100
 
 A built world has fewer sessions than the demo (``--sessions 12 9``), ROIs rescaled (``--roi-scale 1.2 0.8``) and
 moved (``--jitter 6`` mm), 1,000 shared + 3,000 own images per subject. Encoders: the default ridge encoder on the
@@ -19,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from backend.explore.concepts import DEFINITIONS, concept_context, concept_scores  # noqa: E402
-from backend.store import Workspace, voxel_table  # noqa: E402
+from backend.store import Workspace, current_encoder, voxel_table  # noqa: E402
 from backend.surface.rois import FILE_CATEGORY  # noqa: E402
 
 # prompts in the demo world's own words (its captions' vocabulary), two per category
@@ -46,17 +47,23 @@ def build(root: Path, seed: int, a) -> Workspace:
     return ws
 
 
-def evaluate(ws: Workspace, label: str, emb, top: int) -> pd.DataFrame:
+def evaluate(ws: Workspace, label: str, emb, top: int, encoder: str | None = None, images: int = 100) -> pd.DataFrame:
     rows = []
     for subject in ws.query("SELECT DISTINCT subject FROM voxels ORDER BY subject").subject:
-        vox = voxel_table(ws, subject)
+        if encoder == "in-context":
+            enc = current_encoder(ws, subject, method="in-context")
+            if enc is None or enc["n_train"] != images:
+                from backend.encoders import fit_incontext_encoder
+
+                fit_incontext_encoder(ws, subject, images, embedder=emb)
+        vox = voxel_table(ws, subject, method=encoder)
         files = ws.query("SELECT * FROM voxels WHERE subject = ? ORDER BY voxel", [subject])
-        ctx = concept_context(ws, subject, emb)
+        ctx = concept_context(ws, subject, emb, encoder)
         for cat, prompts in PROMPTS.items():
             inside = files[CATEGORY_FILE[cat]].notna().to_numpy()
             for prompt in prompts:
                 for d in DEFINITIONS:
-                    s = concept_scores(ws, subject, prompt, emb, definition=d, context=ctx)
+                    s = concept_scores(ws, subject, prompt, emb, definition=d, context=ctx, encoder=encoder)
                     best = np.argsort(-s)[:top]
                     rows.append({"world": label, "subject": subject, "category": cat, "prompt": prompt,
                                  "definition": d, "share": float(inside[best].mean()),
@@ -77,13 +84,17 @@ def main():
     ap.add_argument("--jitter", type=float, default=6.0)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--csv", help="write the long table here")
+    ap.add_argument("--encoder", choices=["ridge", "in-context"], default=None,
+                    help="in-context: each subject's encoders written from its first --images images (stored)")
+    ap.add_argument("--images", type=int, default=100)
     a = ap.parse_args()
     from backend.models import load_role
 
     emb = load_role("embedder")
     worlds = [(f"seed {s}", build(Path(a.root), s, a)) for s in a.seeds]
     worlds += [(w, Workspace(w)) for w in a.workspace]
-    table = pd.concat([evaluate(ws, label, emb, a.top) for label, ws in worlds], ignore_index=True)
+    table = pd.concat([evaluate(ws, label, emb, a.top, a.encoder, a.images) for label, ws in worlds],
+                      ignore_index=True)
     if a.csv:
         table.to_csv(a.csv, index=False)
     pd.set_option("display.width", 200)

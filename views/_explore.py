@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.explore import DEFAULT_DEFINITION, DEFINITIONS, OVERLAYS  # noqa: F401  (re-exported for the page)
+from backend.explore import DEFAULT_DEFINITION, DEFINITIONS, ENCODERS, OVERLAYS  # noqa: F401  (for the page)
 from backend.store import Workspace
 from backend.surface import EARLY_ROIS, SHOW, VIEWS  # noqa: F401
 
@@ -18,13 +18,6 @@ def subjects(path: str, stamp: float) -> list[str]:
     return subs(Workspace(path))
 
 
-@st.cache_data(show_spinner=False)
-def has_encoder(path: str, stamp: float, subject: str) -> bool:
-    from backend.explore import has_encoder as has
-
-    return has(Workspace(path), subject)
-
-
 @st.cache_resource(show_spinner="Loading the embedder…")
 def embedder():
     from backend.models import load_role
@@ -32,36 +25,48 @@ def embedder():
     return load_role("embedder")
 
 
+@st.cache_data(show_spinner=False)
+def encoder_choices(path: str, stamp: float, subject: str) -> list[dict]:
+    """The subject's encoders (method, n_train, default), the default first."""
+    from backend.explore import subject_encoders
+
+    return subject_encoders(Workspace(path), subject).to_dict("records")
+
+
+def has_encoder(path: str, stamp: float, subject: str) -> bool:
+    return bool(encoder_choices(path, stamp, subject))
+
+
 @st.cache_resource(show_spinner="Preparing concept maps for this subject…", max_entries=8)
-def concept_context(path: str, stamp: float, subject: str):
+def concept_context(path: str, stamp: float, subject: str, encoder: str | None = None):
     from backend.explore import concept_context as context
 
-    return context(Workspace(path), subject, embedder())
+    return context(Workspace(path), subject, embedder(), encoder)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def overlay(path: str, stamp: float, subject: str, name: str, concept: str, n_vertices: dict,
-            definition: str = DEFAULT_DEFINITION):
+            definition: str = DEFAULT_DEFINITION, encoder: str | None = None):
     from backend.explore import overlay as make
 
     if name not in ("concept", "synthesis"):
-        return make(Workspace(path), subject, name, n_vertices)
+        return make(Workspace(path), subject, name, n_vertices, encoder=encoder)
     if name == "synthesis":
-        return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder())
+        return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder(), encoder=encoder)
     return make(Workspace(path), subject, name, n_vertices, concept=concept, embedder=embedder(),
-                context=concept_context(path, stamp, subject), definition=definition)
+                context=concept_context(path, stamp, subject, encoder), definition=definition, encoder=encoder)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def top_voxels(path: str, stamp: float, subject: str, concept: str, n: int = 15,
-               definition: str = DEFAULT_DEFINITION):
+               definition: str = DEFAULT_DEFINITION, encoder: str | None = None):
     """The top voxels of a concept box (a concept, a contrast, or a list: then with the winning concept)."""
     from backend.explore import concept_map, top_voxels as top
 
     ws = Workspace(path)
     m = concept_map(ws, subject, concept, embedder(), definition=definition,
-                    context=concept_context(path, stamp, subject))
-    df = top(ws, subject, m["scores"], n)
+                    context=concept_context(path, stamp, subject, encoder), encoder=encoder)
+    df = top(ws, subject, m["scores"], n, encoder=encoder)
     if m["kind"] == "winner":
         df.insert(4, "wins", [m["concepts"][m["winner"][v]] if m["winner"][v] >= 0 else "" for v in df.voxel])
     return df.reset_index(drop=True)
@@ -75,10 +80,10 @@ def find_voxel(path: str, stamp: float, subject: str, hemi: str, vertex: int):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def card_data(path: str, stamp: float, subject: str, voxel: int) -> dict:
+def card_data(path: str, stamp: float, subject: str, voxel: int, encoder: str | None = None) -> dict:
     from backend.explore import voxel_card
 
-    return voxel_card(Workspace(path), subject, voxel, image_size=128)
+    return voxel_card(Workspace(path), subject, voxel, image_size=128, encoder=encoder)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -96,7 +101,8 @@ def receptive_field(path: str, stamp: float, subject: str, voxel: int) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outlines, mesh, definition=None) -> bytes:
+def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outlines, mesh, definition=None,
+               encoder=None) -> bytes:
     import tempfile
     from pathlib import Path
 
@@ -105,7 +111,8 @@ def figure_png(path, stamp, subject, name, concept, vmin, vmax, threshold, outli
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figure.png"
         overlay_png_subprocess(Workspace(path), subject, name, out, concept=concept, vmin=vmin, vmax=vmax,
-                               threshold=threshold, outlines=outlines, mesh=mesh, definition=definition)
+                               threshold=threshold, outlines=outlines, mesh=mesh, definition=definition,
+                               encoder=encoder)
         return out.read_bytes()
 
 
@@ -164,6 +171,8 @@ def init_state_from_url(subject_list: list[str], kinds: list[str], n_vertices: d
     if qp.get("q"):
         ss.cx_concept = qp.get("q")
     ss.cx_def = choose("def", list(DEFINITIONS), DEFAULT_DEFINITION, "concept-map definition")
+    if qp.get("enc"):
+        ss.cx_enc = choose("enc", list(ENCODERS), None, "encoder")
     if qp.get("image"):
         ss.cx_image = qp.get("image")
     ss.cx_sel = None
@@ -181,7 +190,7 @@ def init_state_from_url(subject_list: list[str], kinds: list[str], n_vertices: d
     return errors
 
 
-def write_url(overlay_name: str, concept: str) -> None:
+def write_url(overlay_name: str, concept: str, encoder: str | None = None) -> None:
     ss = st.session_state
     params = {"subject": ss.cx_subject, "overlay": overlay_name, "surface": ss.cx_surface, "view": ss.cx_view,
               "hemi": ss.cx_show}
@@ -191,6 +200,8 @@ def write_url(overlay_name: str, concept: str) -> None:
             params["def"] = ss.cx_def
     if overlay_name == "synthesis" and concept:
         params["image"] = concept
+    if encoder:
+        params["enc"] = encoder
     if ss.get("cx_sel"):
         params["vertex"] = f"{ss.cx_sel[0]}:{ss.cx_sel[1]}"
     if {k: st.query_params.get(k) for k in st.query_params} != params:
@@ -228,7 +239,11 @@ def vertex_entry(subject: str, n_vertices: dict) -> None:
 
 
 # ---------------------------------------------------------------- the voxel card
-def voxel_card(path: str, stamp: float, subject: str, hemi: str, vertex: int) -> None:
+def encoder_label(e: dict) -> str:
+    return f"{ENCODERS.get(e['method'], e['method'])} · {int(e['n_train']):,} images"
+
+
+def voxel_card(path: str, stamp: float, subject: str, hemi: str, vertex: int, encoder: str | None = None) -> None:
     from backend.explore import plot_category_profile, plot_receptive_field
 
     side = {"lh": "left", "rh": "right"}[hemi]
@@ -238,7 +253,7 @@ def voxel_card(path: str, stamp: float, subject: str, hemi: str, vertex: int) ->
         st.warning(f"Vertex {vertex} of the {side} hemisphere is not one of {subject}'s voxels (it lies outside "
                    "the visual-cortex mask the data cover). Click inside the coloured region.")
         return
-    card = card_data(path, stamp, subject, voxel)
+    card = card_data(path, stamp, subject, voxel, encoder)
     roi = card["roi"] or "no ROI"
     st.subheader(f"{roi} · {hemi} vertex {vertex}")
     st.caption(f"{subject} · voxel {voxel} · {side} hemisphere")
@@ -248,6 +263,9 @@ def voxel_card(path: str, stamp: float, subject: str, hemi: str, vertex: int) ->
     m[1].metric("Test r", "—" if card["r_test"] is None else f"{card['r_test']:.2f}",
                 help="Encoder prediction vs measured response on the shared test images")
     m[2].metric("R² / noise ceiling", "—" if card["r2_nc"] is None else f"{card['r2_nc']:.2f}")
+    if card["encoder"]:
+        st.caption(f"Encoder: **{encoder_label(card['encoder'])}** (its predictions, accuracy and top predicted "
+                   "images below)")
     st.page_link("views/synthesis.py", label="Synthesize images this voxel is predicted to prefer", icon="🎨",
                  query_params={"subject": subject, "voxel": str(voxel)})
     truth = card.get("truth")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from backend.encoders import incontext_model_path
 from views import _explore as ex
+from views._jobs import job_panel
 from views._state import preparation_checklist, require_world, workspace
 from views._surface import surface_and_files, surface_viewer
 
@@ -42,12 +44,19 @@ left, right = st.columns([3, 2], gap="medium")
 subject, overlay_name, kind = ss.cx_subject, ss.cx_overlay, ss.cx_surface
 view, show = ss.cx_view, ss.cx_show
 definition = ss.get("cx_def", ex.DEFAULT_DEFINITION)
+choices = ex.encoder_choices(path, stamp, subject) if encoders[subject] else []
+methods = [e["method"] for e in choices]
+if ss.pop("cx_ic_done", None) and "in-context" in methods:  # in-context encoders just written: show them
+    ss.cx_enc = "in-context"
+if ss.get("cx_enc") not in methods:  # none chosen, or this subject lacks the chosen kind: its default
+    ss.cx_enc = methods[0] if methods else None
+encoder = ss.cx_enc if methods and ss.cx_enc != methods[0] else None  # None = the default (shares the caches)
 needs_encoder = ex.OVERLAYS[overlay_name][1]
 no_encoder = needs_encoder and not encoders[subject]
 concept = {"concept": (ss.get("cx_concept") or "").strip(), "synthesis": ss.get("cx_image") or ""}.get(overlay_name, "")
 shown_name = "rois" if no_encoder or (overlay_name in ("concept", "synthesis") and not concept) else overlay_name
 try:
-    ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices, definition)
+    ov = ex.overlay(path, stamp, subject, shown_name, concept, n_vertices, definition, encoder)
 except (LookupError, ValueError) as exc:
     notes.error(str(exc))
     ov = ex.overlay(path, stamp, subject, "rois", "", n_vertices)
@@ -69,7 +78,7 @@ with left:
     surface_viewer(msg, key="cx_viewer", on_pick=ex.on_pick)
 
 with controls:
-    c = st.columns([1, 2, 1, 1, 1])
+    c = st.columns([1, 2, 1, 1, 1] + ([1.6] if len(choices) > 1 else []))
     c[0].selectbox("Subject", subjects, key="cx_subject", on_change=ex.clear_selection)
     c[1].selectbox("Overlay", list(overlay_names), format_func=overlay_names.get, key="cx_overlay")
     c[2].selectbox("Surface", kinds, key="cx_surface")
@@ -77,6 +86,13 @@ with controls:
                    help="The flat map is always seen from above.")
     c[4].selectbox("Hemispheres", ex.SHOW, key="cx_show",
                    format_func={"both": "both", "lh": "left", "rh": "right"}.get)
+    if len(choices) > 1:
+        labels = {e["method"]: ex.encoder_label(e) for e in choices}
+        c[5].selectbox("Encoder", methods, key="cx_enc", format_func=labels.get,
+                       help="Which of this subject's voxel encoders the accuracy, concept and predicted overlays and "
+                            "the voxel card use: ridge fitted on its training images, or the in-context (BraInCoRL) "
+                            "encoder written from a few of them (`python -m backend encoder in-context`). The default "
+                            "(listed first) is the one made from the most images.")
     if no_encoder:
         st.warning(f"{subject} has no encoder yet, so encoding accuracy and concept maps are not available.")
         if st.button("Fit encoders now (a background job, about a minute per subject on 2 cores)"):
@@ -84,6 +100,23 @@ with controls:
 
             ensure_job(ws, "encoders")
         preparation_checklist(ws)
+    if incontext_model_path() is not None:
+        with st.expander("Encoders from a few images (in-context, BraInCoRL)", expanded=bool(ss.get("cx_ic_job"))):
+            st.caption(f"The in-context encoder reads {subject}'s responses to N of its training images and writes "
+                       "every voxel's encoder in one pass, with no fitting: what a lab gets from a short scan of a "
+                       "new subject. It is stored next to the ridge encoder and chosen in *Encoder* above.")
+            with st.form("ic_form", border=False):
+                f = st.columns([2, 2, 1], vertical_alignment="bottom")
+                f[0].number_input("Images", min_value=2, max_value=100_000, value=100, step=25, key="cx_ic_n")
+                f[1].selectbox("Which images", ["first", "random"], key="cx_ic_order",
+                               format_func={"first": "its first ones (first sessions)", "random": "a random draw"}.get)
+                if f[2].form_submit_button("Write encoders", width="stretch"):
+                    from backend.jobs import ensure_job
+
+                    ss.cx_ic_job = ensure_job(ws, "incontext", {"subjects": [subject], "n_images": int(ss.cx_ic_n),
+                                                                "order": ss.cx_ic_order}, same_params=True)
+            job_panel(ws, "cx_ic_job", "cx_ic_done", "in-context encoding", "nothing was stored.",
+                      label=lambda p: f"{p['subjects'][0]}, {p['n_images']:,} images")
     if overlay_name == "concept" and not no_encoder:
         with st.form("concept_form", border=False):
             fc = st.columns([5, 2, 1], vertical_alignment="bottom")
@@ -121,13 +154,13 @@ with controls:
         d[2].checkbox("ROI outlines", value=True, key="cx_outlines")
         d[3].checkbox("ROI labels", value=True, key="cx_labels")
 
-ex.write_url(overlay_name, concept)
+ex.write_url(overlay_name, concept, encoder)
 
 with left:
     st.caption("Drag to rotate, scroll to zoom, right-drag to pan; **click a point to open its voxel card**.")
     if ov.name == "concept":
         st.markdown(f"**Voxels that prefer “{concept}”** (select a row to open its card)")
-        top = ex.top_voxels(path, stamp, subject, concept, 15, definition)
+        top = ex.top_voxels(path, stamp, subject, concept, 15, definition, encoder)
         event = st.dataframe(top, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                              key=f"cx_top_{concept}", column_config={
                                  "score": st.column_config.NumberColumn("score", format="%.3f"),
@@ -144,12 +177,12 @@ with left:
                    "figure from the command line: `python -m backend figure overlay out.png --subject "
                    f"{subject} --overlay {ov.name}" + (f' --concept "{concept}"' if concept else "")
                    + (f" --definition {definition}" if ov.name == "concept" and definition != ex.DEFAULT_DEFINITION
-                      else "") + "`")
+                      else "") + (f" --encoder {encoder}" if encoder else "") + "`")
         if st.button("Render figure"):
             with st.spinner("Rendering (a few seconds)…"):
                 try:
                     png = ex.figure_png(path, stamp, subject, ov.name, concept, vmin, vmax, threshold, outlines,
-                                        kind if kind != "flat" else "inflated", definition)
+                                        kind if kind != "flat" else "inflated", definition, encoder)
                     st.session_state.cx_figure = (png, f"voxelscope_{subject}_{ov.name}.png")
                 except RuntimeError as exc:
                     st.error(str(exc))
@@ -165,4 +198,4 @@ with right:
         st.info("Click a point on the surface (or enter a vertex above) to see that voxel's card: its ROI, noise "
                 "ceiling, encoding accuracy, top images and category profile.")
     else:
-        ex.voxel_card(path, stamp, subject, sel[0], sel[1])
+        ex.voxel_card(path, stamp, subject, sel[0], sel[1], encoder)

@@ -1,4 +1,4 @@
-"""``python -m backend encoder fit``: voxel-wise encoders."""
+"""``python -m backend encoder fit|halves|in-context|in-context-train``: voxel-wise encoders."""
 from __future__ import annotations
 
 from ._args import progress_bar
@@ -18,6 +18,24 @@ def add_parser(sub) -> None:
     h.add_argument("--subject", nargs="*", default=None, help="default: every subject")
     h.add_argument("--device", default="cpu")
     h.set_defaults(func=halves)
+    c = esub.add_parser("in-context", help="a subject's encoders from its first N images with the in-context "
+                                           "encoder (BraInCoRL-style: no fitting, one forward pass)")
+    c.add_argument("--subject", nargs="+", required=True)
+    c.add_argument("--images", type=int, required=True, help="how many of the subject's training images to read")
+    c.add_argument("--order", choices=["first", "random"], default="first",
+                   help="its first N training images (as its first sessions would give them) or a random draw")
+    c.add_argument("--seed", type=int, default=0, help="the random draw's seed (--order random)")
+    c.add_argument("--model", default=None, help="in-context encoder folder (default: models.toml)")
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(func=in_context)
+    t = esub.add_parser("in-context-train", help="train the in-context encoder on subjects with many images "
+                                                 "(checkpointed: rerun the same command to resume)")
+    t.add_argument("--subject", nargs="+", required=True, help="training subjects (their test images are never seen)")
+    t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument("--steps", type=int, default=4000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=in_context_train)
 
 
 def fit(ws, args) -> int:
@@ -50,4 +68,35 @@ def halves(ws, args) -> int:
             print(f"{s}: half-data encoders {', '.join(runs)}")
     finally:
         bar.close()
+    return 0
+
+
+def in_context(ws, args) -> int:
+    from ..encoders import fit_incontext_encoder, load_incontext_model
+
+    model = load_incontext_model(args.model, args.device)
+    bar = progress_bar()
+    try:
+        results = [fit_incontext_encoder(ws, s, args.images, order=args.order, seed=args.seed, model=model,
+                                         device=args.device, progress=bar) for s in args.subject]
+    finally:
+        bar.close()
+    for res in results:
+        rois = ", ".join(f"{r or 'other'} {v:.2f}" for r, v in sorted(res["median_r2_nc_by_roi"].items()))
+        print(f"{res['subject']}: in-context encoders from {res['n_train']:,} images ({model.model_id}); on "
+              f"{res['n_test']:,} test images mean R^2 {res['mean_r2']:.3f}, median r {res['median_r']:.3f}")
+        print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
+    return 0
+
+
+def in_context_train(ws, args) -> int:
+    from ..encoders import train_incontext
+
+    bar = progress_bar()
+    try:
+        cfg = train_incontext(ws, args.subject, args.out, steps=args.steps, seed=args.seed, device=args.device,
+                              progress=bar, log=lambda m: (bar.close(), print(m, flush=True)))
+    finally:
+        bar.close()
+    print(f"wrote {args.out} ({cfg['model_id']})")
     return 0

@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
     o.add_argument("--overlay", default="rois", choices=list(OVERLAYS))
     o.add_argument("--concept", default="", help="text of the concept map (with --overlay concept); "
                    "'<run id>:<seed>' of a synthesized image (with --overlay synthesis)")
+    o.add_argument("--encoder", choices=["ridge", "in-context"], default=None,
+                   help="which of the subject's encoders (default: the one made from the most images)")
     o.add_argument("--definition", default=None, help="concept-map definition: captions (default), calibrated, "
                    "weights, images")
     o.add_argument("--vmin", type=float, default=None)
@@ -44,6 +46,7 @@ def overlay(ws, args) -> int:
 
     path = render_overlay(ws, args.subject or default_subject(ws), args.overlay, Path(args.out), concept=args.concept,
                           vmin=args.vmin, vmax=args.vmax, threshold=args.threshold, outlines=not args.no_outlines,
-                          mesh=args.surface, device=args.device, definition=args.definition)
+                          mesh=args.surface, device=args.device, definition=args.definition,
+                          encoder=args.encoder)
     print(f"wrote {path}")
     return 0

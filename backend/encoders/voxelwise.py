@@ -17,8 +17,7 @@ from ..store import ProgressFn, Workspace, current_encoder, report, require_subj
 from ..store import subjects as all_subjects
 from .ridge import DEFAULT_ALPHAS, fit_ridge_cv, pearson_columns, r2_columns
 
-__all__ = ["fit_encoders", "fit_encoder", "encoder_weights", "design_matrices", "fit_encoder_halves",
-           "encoder_half", "predict_images"]
+__all__ = ["fit_encoders", "fit_encoder", "store_encoder", "encoder_weights", "design_matrices", "predict_images"]
 
 
 def design_matrices(ws: Workspace, subject: str, features: np.ndarray):
@@ -52,7 +51,23 @@ def fit_encoder(ws: Workspace, subject: str, features: np.ndarray, feature_key: 
     if len(Xte) == 0:
         raise InvalidInputError(f"{subject} has no test images (split = 'test' in subject_stimuli)")
     fit = fit_ridge_cv(Xtr, Ytr, alphas=alphas, cv=cv, device=device, progress=progress)
-    pred = fit.predict(Xte)
+    return store_encoder(ws, subject, "ridge", fit.coef.T, fit.intercept, feature_key, model_id, Xte, Yte,
+                         n_train=len(Xtr), cv=cv, alpha=fit.alpha, progress=progress,
+                         parameters={"cv": cv, "alphas": list(map(float, alphas)),
+                                     "targets": "betas z-scored per session, repeats averaged"})
+
+
+def store_encoder(ws: Workspace, subject: str, method: str, W: np.ndarray, b: np.ndarray, feature_key: str,
+                  model_id: str, Xte: np.ndarray, Yte: np.ndarray, n_train: int, cv: str = "",
+                  alpha: np.ndarray | None = None, parameters: dict | None = None, seed: int | None = None,
+                  model_ids: dict | None = None, progress: ProgressFn = None) -> dict:
+    """Evaluate a subject's linear encoder (``W`` (n_voxels, dim), ``b``) on its test images and store it as the
+    subject's ``method`` encoder on ``feature_key`` (replacing the previous one of that method), with its run.
+
+    Returns a summary: run, n_train, n_test, median test r, median noise-ceiling-normalised R^2 per ROI."""
+    from ..store import encoding_key
+
+    pred = Xte @ W.T + b
     r = pearson_columns(Yte, pred)
     r2 = r2_columns(Yte, pred)
     vox = ws.query("SELECT voxel, roi, noise_ceiling_test FROM voxels WHERE subject = ? ORDER BY voxel", [subject])
@@ -60,29 +75,33 @@ def fit_encoder(ws: Workspace, subject: str, features: np.ndarray, feature_key: 
     with np.errstate(invalid="ignore", divide="ignore"):
         r2_nc = np.where(nc > 0, r2 / nc, np.nan).astype(np.float32)
     report(progress, "Storing encoder", 0, 1)
+    key = encoding_key(method, feature_key)
     with ws.writer() as tx:
-        run = tx.new_run("encoder-ridge", {"subject": subject, "cv": cv, "alphas": list(map(float, alphas)),
-                                           "features": feature_key, "n_train": int(len(Xtr)), "n_test": int(len(Xte)),
-                                           "targets": "betas z-scored per session, repeats averaged"},
-                         model_ids={"embedder": model_id})
-        name = f"encoder_{subject}_{feature_key}"
-        tx.put_array(name, np.vstack([fit.coef, fit.intercept[None]]).astype(np.float32), run,
-                     "(dim + 1, n_voxels): ridge weights in embedding space, last row = intercept")
-        tx.sql("DELETE FROM encoders WHERE subject = ? AND feature_key = ?", [subject, feature_key])
-        tx.sql("INSERT INTO encoders VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               [subject, feature_key, model_id, run, name, cv, int(len(Xtr)), int(len(Xte))])
-        tx.sql("DELETE FROM voxel_encoding WHERE subject = ? AND feature_key = ?", [subject, feature_key])
+        run = tx.new_run(f"encoder-{method}", {"subject": subject, "features": feature_key, "n_train": int(n_train),
+                                               "n_test": int(len(Xte)), **(parameters or {})},
+                         seed=seed, model_ids={"embedder": model_id, **(model_ids or {})})
+        name = f"encoder_{subject}_{key}".replace(":", "_")
+        tx.put_array(name, np.vstack([np.asarray(W, np.float32).T, np.asarray(b, np.float32)[None]]), run,
+                     f"(dim + 1, n_voxels): {method} encoder weights in embedding space, last row = intercept")
+        tx.sql("DELETE FROM encoders WHERE subject = ? AND feature_key = ? AND method = ?", [subject, feature_key, method])
+        tx.sql("INSERT INTO encoders (subject, feature_key, model_id, run_id, weights_array, cv, n_train, n_test, method) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               [subject, feature_key, model_id, run, name, cv, int(n_train), int(len(Xte)), method])
+        tx.sql("DELETE FROM voxel_encoding WHERE subject = ? AND feature_key = ?", [subject, key])
         tx.insert_df("voxel_encoding", pd.DataFrame({
-            "subject": subject, "feature_key": feature_key, "voxel": vox.voxel, "alpha": fit.alpha, "r_test": r,
+            "subject": subject, "feature_key": key, "voxel": vox.voxel,
+            "alpha": np.asarray(alpha, np.float32) if alpha is not None else np.float32(np.nan), "r_test": r,
             "r2_test": r2, "r2_nc": r2_nc}))
     report(progress, "Storing encoder", 1, 1)
     df = pd.DataFrame({"roi": vox.roi.fillna(""), "r2_nc": r2_nc, "r": r})
-    return {"subject": subject, "run": run, "n_train": int(len(Xtr)), "n_test": int(len(Xte)),
-            "median_r": float(np.nanmedian(r)), "median_r2_nc_by_roi": df.groupby("roi").r2_nc.median().to_dict()}
+    return {"subject": subject, "method": method, "run": run, "n_train": int(n_train), "n_test": int(len(Xte)),
+            "median_r": float(np.nanmedian(r)), "mean_r2": float(np.nanmean(r2)),
+            "median_r2_nc_by_roi": df.groupby("roi").r2_nc.median().to_dict()}
 
 
-def encoder_weights(ws: Workspace, subject: str, feature_key: str | None = None):
-    """A stored encoder in embedding space (the subject's current one when ``feature_key`` is None).
+def encoder_weights(ws: Workspace, subject: str, feature_key: str | None = None, method: str | None = None):
+    """A stored encoder in embedding space (the subject's current one when ``feature_key`` and ``method`` are
+    None; ``method`` 'ridge' or 'in-context' picks one of a subject's encoders).
 
     Returns
     -------
@@ -90,68 +109,20 @@ def encoder_weights(ws: Workspace, subject: str, feature_key: str | None = None)
     intercept : ndarray, shape (n_voxels,)
     feature_key : str
     """
-    enc = current_encoder(ws, subject, feature_key)
+    enc = current_encoder(ws, subject, feature_key, method)
     if enc is None:
-        raise NotFoundError(f"no encoder for {subject} in workspace {ws.path} (run `python -m backend encoder fit`)")
+        what = f"{method} encoder" if method else "encoder"
+        raise NotFoundError(f"no {what} for {subject} in workspace {ws.path} (run `python -m backend encoder "
+                            f"{'in-context' if method == 'in-context' else 'fit'}`)")
     arr = np.asarray(ws.array(enc["weights_array"]))
     return arr[:-1].T.copy(), arr[-1].copy(), enc["feature_key"]
 
 
-def fit_encoder_halves(ws: Workspace, subject: str, feature_key: str | None = None, seed: int = 0,
-                       cv: str = "gcv", device: str = "cpu", progress: ProgressFn = None) -> list[str]:
-    """The subject's encoder fitted again on each half of its training images (a random split by ``seed``), so
-    that one half can guide an image search and the other judge it without having seen the same data (BrainDiVE's
-    re-ranking). Stored in ``encoder_halves``; fitted once per (subject, feature set). Returns the run ids."""
-    from .features import stored_features
-
-    enc = current_encoder(ws, subject, feature_key)
-    if enc is None:
-        raise NotFoundError(f"no encoder for {subject} in workspace {ws.path} (run `python -m backend encoder fit`)")
-    key = enc["feature_key"]
-    have = ws.query("SELECT half, run_id FROM encoder_halves WHERE subject = ? AND feature_key = ? ORDER BY half",
-                    [subject, key]) if ws.has_table("encoder_halves") else None
-    if have is not None and len(have) == 2:
-        return have.run_id.tolist()
-    Xtr, Ytr, _, _, _ = design_matrices(ws, subject, stored_features(ws, key))
-    order = np.random.default_rng(seed).permutation(len(Xtr))
-    halves = [np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])]
-    fits = []
-    for h, idx in enumerate(halves):
-        report(progress, f"Fitting {subject}'s encoder on half {h + 1} of its training images", h, 2)
-        fits.append(fit_ridge_cv(Xtr[idx], Ytr[idx], cv=cv, device=device))
-    runs = []
-    with ws.writer() as tx:
-        tx.sql("DELETE FROM encoder_halves WHERE subject = ? AND feature_key = ?", [subject, key])
-        for h, (fit, idx) in enumerate(zip(fits, halves)):
-            run = tx.new_run("encoder-ridge-half", {"subject": subject, "features": key, "half": h, "of": 2,
-                                                    "split_seed": seed, "cv": cv, "n_train": int(len(idx))},
-                             seed=seed, model_ids={"embedder": enc["model_id"]})
-            name = f"encoder_{subject}_{key}_half{h}"
-            tx.put_array(name, np.vstack([fit.coef, fit.intercept[None]]).astype(np.float32), run,
-                         f"(dim + 1, n_voxels): ridge weights on half {h} of the training images, last row = intercept")
-            tx.sql("INSERT INTO encoder_halves VALUES (?, ?, ?, ?, ?, ?)", [subject, key, h, run, name, int(len(idx))])
-            runs.append(run)
-    report(progress, f"Fitting {subject}'s encoder on half 2 of its training images", 2, 2)
-    return runs
-
-
-def encoder_half(ws: Workspace, subject: str, half: int, feature_key: str | None = None):
-    """(W (n_voxels, dim), intercept (n_voxels,), run id) of the encoder fitted on ``half`` (0 or 1) of the
-    training images (:func:`fit_encoder_halves`)."""
-    enc = current_encoder(ws, subject, feature_key)
-    key = enc["feature_key"] if enc is not None else feature_key
-    row = ws.query("SELECT weights_array, run_id FROM encoder_halves WHERE subject = ? AND feature_key = ? AND half = ?",
-                   [subject, key, int(half)]) if ws.has_table("encoder_halves") else None
-    if row is None or row.empty:
-        raise NotFoundError(f"no half-data encoders for {subject} (fit them with `python -m backend encoder halves`)")
-    arr = np.asarray(ws.array(row.weights_array.iloc[0]))
-    return arr[:-1].T.copy(), arr[-1].copy(), row.run_id.iloc[0]
-
-
-def predict_images(ws: Workspace, subject: str, images, embedder, feature_key: str | None = None) -> np.ndarray:
-    """The subject's ridge encoder's predicted response of every voxel to ``images`` (RGB uint8 arrays):
-    (n_images, n_voxels), in the units of the betas it was fitted on."""
-    W, b, _ = encoder_weights(ws, subject, feature_key)
+def predict_images(ws: Workspace, subject: str, images, embedder, feature_key: str | None = None,
+                   method: str | None = None) -> np.ndarray:
+    """The subject's encoder's (its default one, or its ``method`` one) predicted response of every voxel to
+    ``images`` (RGB uint8 arrays): (n_images, n_voxels), in the units of the betas it was fitted on."""
+    W, b, _ = encoder_weights(ws, subject, feature_key, method)
     return np.asarray(embedder.image_features(list(images)), np.float32) @ W.T + b
 
 

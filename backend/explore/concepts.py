@@ -55,13 +55,14 @@ DEFAULT_DEFINITION = "captions"
 N_MATCHING_IMAGES = 100
 
 
-def concept_context(ws: Workspace, subject: str, embedder) -> dict:
+def concept_context(ws: Workspace, subject: str, embedder, encoder: str | None = None) -> dict:
     """What every concept map of ``subject`` needs, computed once (pass it to :func:`concept_scores` to map many
-    concepts quickly): the encoder (W, feature key), the mean caption feature, the stimuli's image features, their
-    mean, each voxel's predicted-response spread σ_v, and the stimuli's caption features (None without captions)."""
+    concepts quickly): the encoder (W, feature key; the subject's default one, or its ``encoder`` method: 'ridge',
+    'in-context'), the mean caption feature, the stimuli's image features, their mean, each voxel's
+    predicted-response spread σ_v, and the stimuli's caption features (None without captions)."""
     from ..encoders.features import caption_features, stored_features
 
-    W, _, key = encoder_weights(ws, subject)
+    W, _, key = encoder_weights(ws, subject, method=encoder)
     model_id = feature_set_model(ws, key)
     if model_id is not None and model_id != embedder.model_id:
         raise InvalidInputError(f"the encoder of {subject} was fitted on features of {model_id}, "
@@ -76,20 +77,23 @@ def concept_context(ws: Workspace, subject: str, embedder) -> dict:
     else:  # the mean caption feature, from the captions' features already at hand (rows of zeros: no caption)
         T = np.asarray(T, np.float32)
         baseline = T[np.abs(T).sum(1) > 0].mean(0)
-    return {"subject": subject, "key": key, "W": W, "X": X, "mean": mean.astype(np.float32), "sigma": sigma,
+    return {"subject": subject, "encoder": encoder, "key": key, "W": W, "X": X, "mean": mean.astype(np.float32), "sigma": sigma,
             "T": T, "baseline": baseline}
 
 
 def concept_scores(ws: Workspace, subject: str, text: str, embedder, definition: str = DEFAULT_DEFINITION,
-                   context: dict | None = None, n_images: int = N_MATCHING_IMAGES) -> np.ndarray:
+                   context: dict | None = None, n_images: int = N_MATCHING_IMAGES,
+                   encoder: str | None = None) -> np.ndarray:
     """Per voxel: how much the voxel is predicted to prefer the concept ``text`` (see the module's docstring for
-    the ``definition`` choices). ``context``: :func:`concept_context` of the subject (computed when not given)."""
+    the ``definition`` choices). ``context``: :func:`concept_context` of the subject and ``encoder`` (computed
+    when not given)."""
     if definition not in DEFINITIONS:
         raise InvalidInputError(f"unknown concept-map definition {definition!r}: choose one of {sorted(DEFINITIONS)}")
     text = (text or "").strip()
     if not text:
         raise InvalidInputError("the concept is empty: type a word or a phrase, e.g. 'a smiling face'")
-    c = context if context is not None and context["subject"] == subject else concept_context(ws, subject, embedder)
+    same = context is not None and context["subject"] == subject and context.get("encoder") == encoder
+    c = context if same else concept_context(ws, subject, embedder, encoder)
     W = c["W"]
     t = embedder.text_features([text])[0].astype(np.float32)
     if t.shape[0] != W.shape[1]:
@@ -158,7 +162,7 @@ def concept_map(ws: Workspace, subject: str, query: str, embedder, **kw) -> dict
     voxel, -1 where no concept scores above 0)."""
     kind, concepts = parse_concepts(query)
     if kw.get("context") is None:  # once for every concept of the box
-        kw["context"] = concept_context(ws, subject, embedder)
+        kw["context"] = concept_context(ws, subject, embedder, kw.get("encoder"))
     if kind == "single":
         return {"kind": kind, "concepts": concepts, "scores": concept_scores(ws, subject, concepts[0], embedder, **kw)}
     if kind == "contrast":
@@ -167,10 +171,11 @@ def concept_map(ws: Workspace, subject: str, query: str, embedder, **kw) -> dict
     return {"kind": kind, "concepts": concepts, "scores": best, "winner": win}
 
 
-def top_voxels(ws: Workspace, subject: str, scores: np.ndarray, n: int = 15) -> pd.DataFrame:
+def top_voxels(ws: Workspace, subject: str, scores: np.ndarray, n: int = 15, encoder: str | None = None
+               ) -> pd.DataFrame:
     """The ``n`` voxels with the highest ``scores`` (one per voxel): voxel, hemi, vertex, roi, score,
-    noise ceiling and R^2 / noise ceiling."""
-    vox = voxel_table(ws, subject)
+    noise ceiling and R^2 / noise ceiling (of the ``encoder`` method's encoder; default: the subject's)."""
+    vox = voxel_table(ws, subject, method=encoder)
     vox["score"] = scores
     return vox.sort_values("score", ascending=False).head(n)[["voxel", "hemi", "vertex", "roi", "score",
                                                                "noise_ceiling", "r2_nc"]]

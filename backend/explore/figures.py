@@ -29,7 +29,7 @@ def render_roi_map(ws: Workspace, subject: str | None, out: Path) -> Path:
 
 def render_overlay(ws: Workspace, subject: str, overlay_name: str, out: Path, concept: str = "", vmin=None,
                    vmax=None, threshold=None, outlines: bool = True, mesh: str = "inflated",
-                   device: str = "cpu", definition: str | None = None) -> Path:
+                   device: str = "cpu", definition: str | None = None, encoder: str | None = None) -> Path:
     """The publication panel of overlay ``overlay_name`` (see ``OVERLAYS``) saved as PNG ``out``; a concept
     map loads the configured embedder on ``device``."""
     surface = workspace_surface(ws)
@@ -39,7 +39,8 @@ def render_overlay(ws: Workspace, subject: str, overlay_name: str, out: Path, co
         from ..models import load_role
 
         embedder = load_role("embedder", device)
-    ov = overlay(ws, subject, overlay_name, n, concept=concept, embedder=embedder, definition=definition)
+    ov = overlay(ws, subject, overlay_name, n, concept=concept, embedder=embedder, definition=definition,
+                 encoder=encoder)
     fig = overlay_figure(surface, ov, roi_overlay(ws, subject, n), title=f"{subject} · {ov.label}", vmin=vmin,
                          vmax=vmax, threshold=threshold, outlines=outlines, mesh=mesh)
     return save_png(fig, out)
@@ -64,7 +65,7 @@ def cached_roi_map(ws: Workspace, subject: str) -> Path:
 
 def overlay_png_subprocess(ws: Workspace, subject: str, overlay_name: str, out: Path, concept: str = "", vmin=None,
                            vmax=None, threshold=None, outlines: bool = True, mesh: str = "inflated",
-                           definition: str | None = None) -> Path:
+                           definition: str | None = None, encoder: str | None = None) -> Path:
     """:func:`render_overlay` in a child process."""
     cmd = ["--workspace", str(ws.path), "figure", "overlay", str(out), "--subject", subject, "--overlay",
            overlay_name, "--surface", mesh]
@@ -72,6 +73,8 @@ def overlay_png_subprocess(ws: Workspace, subject: str, overlay_name: str, out: 
         cmd += ["--concept", concept]
     if definition:
         cmd += ["--definition", definition]
+    if encoder:
+        cmd += ["--encoder", encoder]
     for flag, val in (("--vmin", vmin), ("--vmax", vmax), ("--threshold", threshold)):
         if val is not None:
             cmd += [flag, repr(float(val))]

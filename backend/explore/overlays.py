@@ -50,7 +50,8 @@ def predicted_overlay(ws: Workspace, subject: str, predicted: np.ndarray, n_vert
                    cmap="RdBu_r", symmetric=True, units="z")
 
 
-def synthesis_overlay(ws: Workspace, subject: str, image_ref: str, n_vertices: dict[str, int], embedder) -> Overlay:
+def synthesis_overlay(ws: Workspace, subject: str, image_ref: str, n_vertices: dict[str, int], embedder,
+                      encoder: str | None = None) -> Overlay:
     """The subject's predicted response to a stored synthesized image, ``image_ref`` = ``"<run id>:<seed>"``."""
     from ..encoders import predict_images
     from ..synthesis import require_run, run_images, synthesis_images
@@ -63,7 +64,7 @@ def synthesis_overlay(ws: Workspace, subject: str, image_ref: str, n_vertices: d
     rows = rows[rows.seed == int(seed)]
     if rows.empty:
         raise NotFoundError(f"synthesis run {run_id} has no image for seed {seed}")
-    pred = predict_images(ws, subject, run_images(ws, rows), embedder)[0]
+    pred = predict_images(ws, subject, run_images(ws, rows), embedder, method=encoder)[0]
     ov = predicted_overlay(ws, subject, pred, n_vertices, label=f"Predicted response to {run['label']} seed {seed}")
     ov.name, ov.meta = "synthesis", {"image": image_ref}
     return ov
@@ -101,18 +102,21 @@ def cluster_overlay(ws: Workspace, subject: str, n_vertices: dict[str, int]) -> 
 
 @one_connection
 def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], concept: str = "",
-            embedder=None, context: dict | None = None, definition: str | None = None) -> Overlay:
+            embedder=None, context: dict | None = None, definition: str | None = None,
+            encoder: str | None = None) -> Overlay:
     """A named overlay (see ``OVERLAYS``). ``concept`` needs the embedder (text tower; a single concept, a contrast
     "a - b" or a list "a, b, c" drawn as a winner-take-all map; ``definition`` and ``context``: see
     :func:`~backend.explore.concepts.concept_scores`); ``synthesis`` takes the image as ``concept = "<run id>:<seed>"``
-    (a BrainDiVE image) and needs the embedder (image tower)."""
+    (a BrainDiVE image) and needs the embedder (image tower). ``encoder``: which of the subject's encoders
+    ('ridge', 'in-context'; default: the one made from the most images) accuracy, concept and predicted overlays
+    use."""
     if name not in OVERLAYS:
         raise InvalidInputError(f"unknown overlay {name!r} (known: {', '.join(OVERLAYS)})")
     if name == "rois":
         return roi_overlay(ws, subject, n_vertices)
     if name == "clusters":
         return cluster_overlay(ws, subject, n_vertices)
-    vox = voxel_table(ws, subject)
+    vox = voxel_table(ws, subject, method=encoder)
     if OVERLAYS[name][1] and not has_encoder(ws, subject):
         raise NotFoundError(f"overlay {name!r} needs an encoder for {subject}: run `python -m backend encoder fit "
                           f"--subject {subject}`")
@@ -123,11 +127,11 @@ def overlay(ws: Workspace, subject: str, name: str, n_vertices: dict[str, int], 
         return Overlay(name, OVERLAYS[name][0], scatter_to_vertices(vox, vox[name].to_numpy(float), n_vertices),
                        cmap="viridis", vmin=0.0, vmax=1.0 if name == "r2_nc" else None)
     if name == "synthesis":
-        return synthesis_overlay(ws, subject, concept, n_vertices, embedder)
+        return synthesis_overlay(ws, subject, concept, n_vertices, embedder, encoder)
     from .concepts import DEFAULT_DEFINITION, UNITS, concept_map
 
     definition = definition or DEFAULT_DEFINITION
-    m = concept_map(ws, subject, concept, embedder, definition=definition, context=context)
+    m = concept_map(ws, subject, concept, embedder, definition=definition, context=context, encoder=encoder)
     meta = {"concept": concept, "definition": definition, "kind": m["kind"]}
     if m["kind"] == "winner":
         from matplotlib import colormaps

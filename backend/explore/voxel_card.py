@@ -13,7 +13,7 @@ from ..datasets.reading import captions, stimulus_images, subject_betas
 from ..encoders.features import contrast_energy_matrix, stored_features
 from ..encoders.voxelwise import encoder_weights
 from ..errors import InvalidInputError, NotFoundError
-from ..store import ProgressFn, Workspace, has_encoder, one_connection, stimulus_ids, voxel_at, voxel_table
+from ..store import ProgressFn, Workspace, current_encoder, one_connection, stimulus_ids, voxel_at, voxel_table
 from ..surface.rois import HEMIS
 
 __all__ = ["find_voxel", "voxel_card", "receptive_field", "training_contrast_energy", "voxel_receptive_field"]
@@ -27,7 +27,8 @@ def find_voxel(ws: Workspace, subject: str, hemi: str, vertex: int) -> int | Non
 
 
 @one_connection
-def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8, image_size: int | None = None) -> dict:
+def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8, image_size: int | None = None,
+               encoder: str | None = None) -> dict:
     """Everything the voxel card shows.
 
     Parameters
@@ -39,17 +40,21 @@ def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8, image_si
     image_size : int, optional
         Also load the top images' pixels at this size (``top_measured_images``, ``top_predicted_images``)
         and add each top image's first caption (a ``caption`` column).
+    encoder : str, optional
+        Which of the subject's encoders predicts and is scored ('ridge', 'in-context'); default: the one made from
+        the most images.
 
     Returns
     -------
     dict
         ``subject, voxel, hemi, vertex, roi, noise_ceiling, ncsnr, r_test, r2_test, r2_nc``;
         ``top_measured`` (stim_id, response, n_reps, split) and ``top_predicted`` (stim_id, predicted, seen;
-        None without an encoder) DataFrames; ``category_means`` (mean, sem, n per category);
+        None without an encoder) DataFrames; ``encoder`` (method, n_train: the images it was made from, run_id;
+        None without one); ``category_means`` (mean, sem, n per category);
         ``truth`` (the demo world's ground truth, else None); ``captions`` (method, label, how, caption,
         keywords, sentence_r).
     """
-    vox = voxel_table(ws, subject)
+    vox = voxel_table(ws, subject, method=encoder)
     if not 0 <= voxel < len(vox):
         raise NotFoundError(f"{subject} has no voxel {voxel} (it has {len(vox)})")
     row = vox.iloc[voxel]
@@ -62,9 +67,11 @@ def voxel_card(ws: Workspace, subject: str, voxel: int, n_top: int = 8, image_si
             "roi": row.roi if isinstance(row.roi, str) else None,
             "noise_ceiling": float(row.noise_ceiling), "ncsnr": float(row.ncsnr),
             "r_test": _f(row.get("r_test")), "r2_test": _f(row.get("r2_test")), "r2_nc": _f(row.get("r2_nc")),
-            "top_measured": measured, "top_predicted": None}
-    if has_encoder(ws, subject):
-        W, icpt, key = encoder_weights(ws, subject)
+            "top_measured": measured, "top_predicted": None, "encoder": None}
+    enc = current_encoder(ws, subject, method=encoder)
+    if enc is not None:
+        card["encoder"] = {"method": enc["method"], "n_train": int(enc["n_train"]), "run_id": enc["run_id"]}
+        W, icpt, key = encoder_weights(ws, subject, method=enc["method"])
         F = stored_features(ws, key)
         pred = F @ W[voxel] + icpt[voxel]
         ids = stimulus_ids(ws)

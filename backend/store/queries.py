@@ -12,6 +12,7 @@ from ..errors import NotFoundError
 from .workspace import Workspace, one_connection
 
 __all__ = ["subjects", "default_subject", "require_subject", "stimulus_ids", "current_encoder", "has_encoder",
+           "encoding_key", "subject_encoders",
            "voxel_table", "feature_set_model", "voxel_at"]
 
 
@@ -42,12 +43,41 @@ def stimulus_ids(ws: Workspace) -> np.ndarray:
     return ws.query("SELECT stim_id FROM stimuli ORDER BY stim_id").stim_id.to_numpy()
 
 
-def current_encoder(ws: Workspace, subject: str, feature_key: str | None = None) -> dict | None:
-    """The subject's newest encoder (or the one on ``feature_key``) as a dict of its ``encoders`` row; None if
-    it has none."""
-    q = "SELECT * FROM encoders WHERE subject = ?" + (" AND feature_key = ?" if feature_key else "")
-    df = ws.query(q + " ORDER BY run_id DESC LIMIT 1", [subject] + ([feature_key] if feature_key else []))
-    return None if df.empty else df.iloc[0].to_dict()
+def current_encoder(ws: Workspace, subject: str, feature_key: str | None = None,
+                    method: str | None = None) -> dict | None:
+    """The subject's encoder as a dict of its ``encoders`` row (plus ``encoding_key``, its rows in
+    ``voxel_encoding``); None if it has none.
+
+    A subject can have a ridge encoder and an in-context one (``method``); without ``method`` the one fitted on
+    the most images is used (then the newest), so a subject with only an in-context encoder uses that one."""
+    df = ws.query("SELECT * FROM encoders WHERE subject = ?", [subject])
+    if "method" not in df:  # a workspace written before in-context encoders
+        df["method"] = "ridge"
+    if feature_key:
+        df = df[df.feature_key == feature_key]
+    if method:
+        df = df[df.method == method]
+    if df.empty:
+        return None
+    enc = df.sort_values(["n_train", "run_id"], ascending=False).iloc[0].to_dict()
+    enc["encoding_key"] = encoding_key(enc["method"], enc["feature_key"])
+    return enc
+
+
+def encoding_key(method: str, feature_key: str) -> str:
+    """The ``voxel_encoding.feature_key`` under which an encoder's test accuracy is stored."""
+    return feature_key if method == "ridge" else f"{method}:{feature_key}"
+
+
+def subject_encoders(ws: Workspace, subject: str) -> pd.DataFrame:
+    """Every encoder of ``subject``: method, feature_key, n_train (images it was made from), run_id, default
+    (the one :func:`current_encoder` picks without a method); the default first."""
+    df = ws.query("SELECT * FROM encoders WHERE subject = ?", [subject])
+    if "method" not in df:
+        df["method"] = "ridge"
+    df = df.sort_values(["n_train", "run_id"], ascending=False).reset_index(drop=True)
+    df["default"] = df.index == 0
+    return df[["method", "feature_key", "n_train", "run_id", "model_id", "default"]]
 
 
 def has_encoder(ws: Workspace, subject: str) -> bool:
@@ -56,22 +86,22 @@ def has_encoder(ws: Workspace, subject: str) -> bool:
 
 
 @one_connection
-def voxel_table(ws: Workspace, subject: str) -> pd.DataFrame:
+def voxel_table(ws: Workspace, subject: str, method: str | None = None) -> pd.DataFrame:
     """The subject's voxels, one row per voxel in voxel order.
 
     Returns
     -------
     DataFrame
         ``voxel, hemi, vertex, roi, ncsnr, noise_ceiling, noise_ceiling_test`` and, from the current
-        encoder (NaN without one), ``r_test, r2_test, r2_nc``.
+        encoder (its ``method`` one if given; NaN without one), ``r_test, r2_test, r2_nc``.
     """
     vox = ws.query("SELECT voxel, hemi, vertex, roi, ncsnr, noise_ceiling, noise_ceiling_test FROM voxels "
                    "WHERE subject = ? ORDER BY voxel", [subject])
     if vox.empty:
         require_subject(ws, subject)
-    enc = current_encoder(ws, subject)
+    enc = current_encoder(ws, subject, method=method)
     acc = ws.query("SELECT voxel, r_test, r2_test, r2_nc FROM voxel_encoding WHERE subject = ? AND feature_key = ?",
-                   [subject, enc["feature_key"] if enc else ""])
+                   [subject, enc["encoding_key"] if enc else ""])
     return vox.merge(acc, on="voxel", how="left")
 
 

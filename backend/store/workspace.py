@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS feature_sets (
     run_id VARCHAR);
 CREATE TABLE IF NOT EXISTS encoders (
     subject VARCHAR, feature_key VARCHAR, model_id VARCHAR, run_id VARCHAR, weights_array VARCHAR, cv VARCHAR,
-    n_train INTEGER, n_test INTEGER, PRIMARY KEY (subject, feature_key));
+    n_train INTEGER, n_test INTEGER, method VARCHAR DEFAULT 'ridge', PRIMARY KEY (subject, feature_key, method));
 CREATE TABLE IF NOT EXISTS banks (
     bank VARCHAR PRIMARY KEY, model_id VARCHAR, array_name VARCHAR, n INTEGER, dim INTEGER, source VARCHAR,
     run_id VARCHAR);
@@ -125,6 +125,17 @@ CREATE TABLE IF NOT EXISTS voxel_encoding (
     subject VARCHAR, feature_key VARCHAR, voxel INTEGER, alpha REAL, r_test REAL, r2_test REAL, r2_nc REAL,
     PRIMARY KEY (subject, feature_key, voxel));
 """.replace("{roi_columns}", ", ".join(f'"{c}" VARCHAR' for c in ROI_COLUMNS))  # one column per ROI file
+
+
+def _migrate(tx) -> None:
+    """Bring a workspace of this schema version written by an older VoxelScope up to date (inside the write
+    transaction): ``encoders`` gained ``method`` (ridge or in-context) and a key that includes it."""
+    cols = {r[0] for r in tx.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'encoders'")}
+    if "method" not in cols:
+        tx.sql("ALTER TABLE encoders RENAME TO encoders_before_method")
+        tx.sql(SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS encoders ("):].split(";")[0])
+        tx.sql("INSERT INTO encoders SELECT *, 'ridge' FROM encoders_before_method")
+        tx.sql("DROP TABLE encoders_before_method")
 
 
 class WorkspaceBusy(VoxelScopeError, RuntimeError):
@@ -298,6 +309,7 @@ class Workspace:
                                    f"VoxelScope uses {SCHEMA_VERSION}: rebuild it (python -m backend demo build) or "
                                    "import into a new folder")
             tx.set_meta(schema_version=SCHEMA_VERSION)
+            _migrate(tx)
             yield tx
             tx.sql("COMMIT")
             tx.committed = True
