@@ -89,6 +89,32 @@ def test_bring_your_own_subject_concept_map_and_card_from_its_first_images(world
     card = voxel_card(ws, "subj02", int(top[0]))
     assert card["encoder"]["method"] == "in-context" and card["encoder"]["n_train"] == 300
     assert card["top_predicted"] is not None
+    # BrainDiVE's re-ranking: the in-context encoder made again from each half of the same 300 images
+    from backend.encoders import encoder_half, fit_encoder_halves
+
+    runs = fit_encoder_halves(ws, "subj02")
+    made = ws.query("SELECT method, parameters FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [runs])
+    assert (made.method == "encoder-in-context-half").all() and made.parameters.str.contains('"n_train": 150').all()
+    (W0, _, _), (W1, _, _) = encoder_half(ws, "subj02", 0), encoder_half(ws, "subj02", 1)
+    assert W0.shape == W1.shape == encoder_weights(ws, "subj02")[0].shape and not np.allclose(W0, W1)
+
+
+def test_captions_of_a_subject_encoded_from_300_images_name_its_face_voxels_faces(world):
+    """BrainSCUBA on the in-context encoder of subj02 (the previous test left it as subj02's only encoder)."""
+    import backend.captions as C
+
+    ws, emb, _, _ = world
+    assert current_encoder(ws, "subj02")["method"] == "in-context"
+    if "demo" not in set(C.bank_table(ws).bank):
+        C.build_demo_bank(ws, emb, n=2000, chunk=1000)
+    face = ws.query("SELECT v.voxel FROM voxels v JOIN voxel_truth t USING (subject, voxel) WHERE v.subject = 'subj02' "
+                    "AND t.category = 'face' AND v.roi IN ('FFA-1', 'FFA-2', 'OFA') ORDER BY v.voxel").voxel.tolist()
+    C.precompute(ws, "subj02", ["brainscuba"], models={"embedder": emb}, voxels=face)
+    caps = ws.query("SELECT c.caption, r.parameters FROM voxel_captions c JOIN runs r USING (run_id) "
+                    "WHERE c.subject = 'subj02' AND c.method = 'brainscuba'")
+    assert len(caps) == len(face) and caps.parameters.str.contains('"encoder": "in-context"').all()
+    share = caps.caption.str.contains("face").mean()
+    assert share >= 0.8, f"{share:.0%} of {len(face)} face voxels' captions name a face: {caps.caption.head(5).tolist()}"
 
 
 def test_bad_context_sizes_and_foreign_features_are_refused_by_name(world, model):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..encoders.voxelwise import encoder_weights
 from ..errors import InvalidInputError
-from ..store import ProgressFn, Workspace, one_connection, report
+from ..store import ProgressFn, Workspace, current_encoder, one_connection, report
 from ..store import subjects as all_subjects
 from .banks import bank_table, build_demo_bank, load_bank
 from .evaluation import evaluate
@@ -90,7 +90,8 @@ def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", de
     classes = [caption_method(m) for m in (methods or CAPTION_METHODS)]
     cfg = model_config()
     models = dict(models or {})
-    W, icpt, key = encoder_weights(ws, subject)
+    enc = current_encoder(ws, subject)
+    W, icpt, key = encoder_weights(ws, subject, method=enc["method"] if enc else None)
     emb_bank, bank_caps, bank_row = load_bank(ws, bank)
     if "embedder" not in models:
         models["embedder"] = load_role("embedder", device, cfg)
@@ -108,8 +109,10 @@ def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", de
         method = cls.name
         p = {**cls.defaults, **((params or {}).get(method, {}))}
         run, old = _existing_run(ws, subject, method)
-        full = {"method": method, "subject": subject, "bank": bank, "encoder_features": key, **p}
-        if run is not None and old != full:
+        full = {"method": method, "subject": subject, "bank": bank, "encoder_features": key,
+                "encoder": enc["method"], "encoder_run": enc["run_id"], **p}
+        older = {k: v for k, v in full.items() if k not in ("encoder", "encoder_run")}  # before both were recorded
+        if run is not None and old != full and not (old == older and enc["method"] == "ridge"):
             if not overwrite:
                 raise InvalidInputError(f"captions of {subject} by {method} exist with other parameters ({old}); pass "
                                         "overwrite=True (--overwrite) to replace them")
