@@ -26,7 +26,7 @@ STAGES = [
     ("backend.encoders", 6), ("backend.simulate", 6),
     ("backend.models", 5),
     ("backend.datasets", 4),
-    ("backend.surface.rois", 0), ("backend.surface.overlay", 1), ("backend.surface", 3),
+    ("backend.surface.rois", 0), ("backend.surface.overlay", 1), ("backend.executor", 1), ("backend.surface", 3),
     ("backend.store", 2),
     ("backend.errors", 0), ("backend", 0),
 ]

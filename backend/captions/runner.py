@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..encoders.voxelwise import encoder_weights
 from ..errors import InvalidInputError
+from ..executor import Executor, get_executor
 from ..store import ProgressFn, Workspace, current_encoder, one_connection, report
 from ..store import subjects as all_subjects
 from .banks import bank_table, build_demo_bank, load_bank
@@ -49,6 +50,25 @@ def captioned_subjects(ws: Workspace, methods=None) -> set[str]:
     return set(st.subject[ok])
 
 
+_CAPTIONERS: dict = {}  # per process: spec -> the method's captioner, built once (a Ray worker keeps its own)
+
+
+def caption_chunk(spec: dict, bank: np.ndarray, bank_captions, W: np.ndarray, icpt: np.ndarray):
+    """Captions and keywords of one chunk of voxels (encoder weights ``W``, intercepts ``icpt``) by ``spec``'s method:
+    the task an executor runs. It never opens the workspace; the models come from ``spec``'s configuration file."""
+    key = json.dumps(spec, sort_keys=True, default=str)
+    captioner = _CAPTIONERS.get(key)
+    if captioner is None:
+        from ..models import load_role, model_config
+
+        cls = caption_method(spec["method"])
+        cfg = model_config(spec["models_config"])
+        models = {role: load_role(role, spec["device"], cfg) for role in ("embedder", *cls.roles)}
+        captioner = _CAPTIONERS[key] = cls(spec["params"], np.asarray(bank), list(bank_captions), models,
+                                           spec["device"])
+    return captioner.caption(np.asarray(W), np.asarray(icpt))
+
+
 def _existing_run(ws, subject, method) -> tuple[str | None, dict | None]:
     df = ws.query("SELECT DISTINCT c.run_id, r.parameters FROM voxel_captions c JOIN runs r USING (run_id) "
                   "WHERE c.subject = ? AND c.method = ?", [subject, method])
@@ -59,7 +79,7 @@ def _existing_run(ws, subject, method) -> tuple[str | None, dict | None]:
 
 def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", device: str = "cpu",
                batch: int = 256, params: dict | None = None, overwrite: bool = False, models: dict | None = None,
-               voxels=None, progress: ProgressFn = None) -> dict:
+               voxels=None, progress: ProgressFn = None, executor=None) -> dict:
     """Caption the voxels of ``subject`` with each method and store the captions.
 
     Parameters
@@ -79,15 +99,19 @@ def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", de
         loaded from ``models.toml``.
     voxels : iterable of int, optional
         Only these voxels (default: all).
+    executor : str or Executor, optional
+        Where the batches are captioned (:mod:`backend.executor`: ``local``, the default, or ``ray``); the
+        captions are stored here, batch by batch, in voxel order, whatever computed them.
 
     Returns
     -------
     dict
         ``{method: {"run": run id, "n": voxels asked for, "new": voxels captioned now}}``.
     """
-    from ..models import load_role, model_config
+    from ..models import config_path, load_role, model_config
 
     classes = [caption_method(m) for m in (methods or CAPTION_METHODS)]
+    ex = executor if isinstance(executor, Executor) else get_executor(executor)
     cfg = model_config()
     models = dict(models or {})
     enc = current_encoder(ws, subject)
@@ -123,6 +147,10 @@ def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", de
             if role not in models:
                 models[role] = load_role(role, device, cfg)
         captioner = cls(p, emb_bank, bank_caps, models, device)
+        spec = {"method": method, "params": p, "bank": bank_row["run_id"], "device": device,
+                "models_config": str(config_path())}
+        spec_key = json.dumps(spec, sort_keys=True, default=str)
+        _CAPTIONERS[spec_key] = captioner  # what the local executor's tasks use (a Ray worker builds its own)
         model_ids = {"embedder": embedder.model_id, "bank": bank_row["run_id"], **captioner.model_ids}
         if run is None:
             with ws.writer() as tx:
@@ -134,21 +162,26 @@ def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", de
         done_n = total - len(todo)
         stage = f"{subject}: {cls.label} captions"
         report(progress, stage, done_n, total)
-        for a in range(0, len(todo), batch):
-            vox = todo[a:a + batch]
-            caps, kws = captioner.caption(W[vox], icpt[vox])
+        chunks = [todo[a:a + batch] for a in range(0, len(todo), batch)]
+        refs = [ex.put(x) for x in (emb_bank, bank_caps)] if chunks else []
+        results = ex.map(caption_chunk, [(spec, *refs, W[vox], icpt[vox]) for vox in chunks],
+                         num_gpus=1 if str(device).startswith("cuda") else 0)
+        written = done_n
+        for vox, (caps, kws) in zip(chunks, results):
             rows = pd.DataFrame({"subject": subject, "method": method, "voxel": vox, "caption": caps,
                                  "keywords": kws, "run_id": run})
             with ws.writer() as tx:  # one transaction per batch: a kill loses at most this batch
                 tx.insert_df("voxel_captions", rows)
-            report(progress, stage, done_n + a + len(vox), total)
+            written += len(vox)
+            report(progress, stage, written, total)
+        _CAPTIONERS.pop(spec_key, None)
         summary[method] = {"run": run, "n": int(total), "new": int(len(todo))}
     return summary
 
 
 def caption_all(ws: Workspace, subjects=None, methods=None, bank: str = "demo", device: str = "cpu",
                 batch: int = 256, overwrite: bool = False, voxels=None, bank_size: int = 50_000,
-                progress: ProgressFn = None, log=print) -> dict:
+                progress: ProgressFn = None, log=print, executor=None) -> dict:
     """The whole caption pipeline: the demo bank (if ``bank`` is ``"demo"`` and missing), every method for
     every subject (resuming), the evaluation, and the search index (sentence embeddings of the distinct
     captions). Subjects already captioned and evaluated are skipped; a stored index is reused.
@@ -174,7 +207,7 @@ def caption_all(ws: Workspace, subjects=None, methods=None, bank: str = "demo", 
         log(f"bank 'demo': {out['bank']['n']:,} embeddings ({out['bank']['dim']}-d), run {out['bank']['run']}")
     for s in todo:
         out["captions"][s] = precompute(ws, s, methods, bank=bank, device=device, batch=batch, overwrite=overwrite,
-                                        voxels=voxels, progress=progress)
+                                        voxels=voxels, progress=progress, executor=executor)
         for m, r in out["captions"][s].items():
             log(f"{s} {m}: {r['n']:,} voxels captioned ({r['new']:,} new), run {r['run']}")
     for s in todo:

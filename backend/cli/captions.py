@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
         r.add_argument("--overwrite", action="store_true", help="replace captions made with other parameters")
         r.add_argument("--n", type=int, default=50_000, help="size of the demo bank if it is built")
         r.add_argument("--voxels", default=None, help="only these voxels, e.g. 0-499 (default: all)")
+        r.add_argument("--executor", choices=["local", "ray"], default=None,
+                       help="where batches are captioned: this process (default, or $VOXELSCOPE_EXECUTOR) or Ray "
+                            "($RAY_ADDRESS, else a local Ray cluster); the captions are stored here either way")
         r.set_defaults(func=func)
     s = csub.add_parser("search", help="search voxel captions")
     s.add_argument("query")
@@ -76,7 +79,8 @@ def run(ws, args) -> int:
     try:
         for s in args.subject or subjects(ws):
             res = precompute(ws, s, args.method, bank=args.bank, device=args.device, batch=args.batch,
-                             overwrite=args.overwrite, voxels=int_ranges(args.voxels), progress=bar)
+                             overwrite=args.overwrite, voxels=int_ranges(args.voxels), progress=bar,
+                             executor=args.executor)
             bar.close()
             for m, r in res.items():
                 print(f"{s} {m}: {r['n']:,} voxels captioned ({r['new']:,} new), run {r['run']}")
@@ -132,7 +136,7 @@ def run_all(ws, args) -> int:
     try:
         res = caption_all(ws, args.subject, args.method, bank=args.bank, device=args.device, batch=args.batch,
                           overwrite=args.overwrite, voxels=int_ranges(args.voxels), bank_size=args.n, progress=bar,
-                          log=log)
+                          log=log, executor=args.executor)
     finally:
         bar.close()
     if res["evaluation"]:

@@ -81,7 +81,8 @@ def _captions(ws: Workspace, params: dict, progress) -> list[str]:
 
     res = caption_all(ws, params.get("subjects"), methods=params.get("methods"), device=params.get("device", "cpu"),
                       batch=int(params.get("batch", 256)), voxels=params.get("voxels"),
-                      bank_size=int(params.get("bank_size", 50_000)), progress=progress, log=lambda m: None)
+                      bank_size=int(params.get("bank_size", 50_000)), progress=progress, log=lambda m: None,
+                      executor=params.get("executor"))
     return [r["run"] for s in res["captions"].values() for r in s.values()]
 
 

@@ -1,0 +1,91 @@
+"""The Ray executor: a local Ray cluster of 2 CPUs captions voxels exactly as the local executor does, stored by the
+one writer, and a run stopped part-way resumes under Ray with no duplicate rows."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from backend.errors import InvalidInputError
+from backend.executor import LocalExecutor, get_executor
+from backend.store import Workspace
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def two_worlds(fitted_world, tmp_path_factory):
+    """Two copies of the fitted world with a small demo bank: one captioned locally, one by Ray."""
+    import backend.captions as C
+
+    ws, emb, *_ = fitted_world
+    root = tmp_path_factory.mktemp("exec")
+    out = []
+    for name in ("local", "ray"):
+        shutil.copytree(ws.path, root / name, ignore=shutil.ignore_patterns("write.lock"))
+        w = Workspace(root / name)
+        with w.writer() as tx:  # start both from no captions
+            tx.sql("DELETE FROM voxel_captions")
+        out.append(w)
+    if "demo" not in set(C.bank_table(out[0]).bank):
+        for w in out:
+            C.build_demo_bank(w, emb, n=1500, chunk=500)
+    return out[0], out[1], emb
+
+
+@pytest.fixture(scope="module")
+def ray_executor():
+    ex = get_executor("ray", num_cpus=2)
+    yield ex
+    ex.shutdown()
+
+
+def _captions(ws):
+    return ws.query("SELECT method, voxel, caption, keywords FROM voxel_captions WHERE subject = 'subj01' "
+                    "ORDER BY method, voxel")
+
+
+def test_ray_captions_equal_the_local_executors(two_worlds, ray_executor):
+    import backend.captions as C
+
+    local, remote, emb = two_worlds
+    voxels = list(range(0, 600, 5))  # 120 voxels in 4 batches of 32
+    C.precompute(local, "subj01", models={"embedder": emb}, voxels=voxels, batch=32, executor=LocalExecutor())
+    res = C.precompute(remote, "subj01", models={"embedder": emb}, voxels=voxels, batch=32, executor=ray_executor)
+    assert {m: r["new"] for m, r in res.items()} == {"brainscuba": 120, "lavca": 120}
+    a, b = _captions(local), _captions(remote)
+    assert len(a) == 240 and a.equals(b)
+    # the work ran in Ray worker processes, not here
+    assert int(ray.cluster_resources()["CPU"]) == 2
+
+
+def test_a_run_stopped_part_way_resumes_under_ray_without_duplicates(two_worlds, ray_executor):
+    import backend.captions as C
+
+    _, remote, emb = two_worlds
+    voxels = list(range(1000, 1160))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two_batches(stage, done, total):
+        if done >= 64 and "BrainSCUBA" in stage:
+            raise Stop
+
+    with pytest.raises(Stop):
+        C.precompute(remote, "subj01", ["brainscuba"], models={"embedder": emb}, voxels=voxels, batch=32,
+                     executor=ray_executor, progress=stop_after_two_batches)
+    kept = remote.query("SELECT count(*) n FROM voxel_captions WHERE subject = 'subj01' AND voxel >= 1000").n.iloc[0]
+    assert kept == 64
+    res = C.precompute(remote, "subj01", ["brainscuba"], models={"embedder": emb}, voxels=voxels, batch=32,
+                       executor=ray_executor)
+    assert res["brainscuba"]["new"] == len(voxels) - 64
+    dup = remote.query("SELECT voxel, count(*) n FROM voxel_captions WHERE subject = 'subj01' AND method = 'brainscuba' "
+                       "GROUP BY voxel HAVING count(*) > 1")
+    assert dup.empty and remote.query("SELECT count(*) n FROM voxel_captions WHERE subject = 'subj01' AND "
+                                      "method = 'brainscuba' AND voxel >= 1000").n.iloc[0] == len(voxels)
+
+
+def test_an_unknown_executor_is_refused_by_name():
+    with pytest.raises(InvalidInputError, match="unknown executor 'dask'"):
+        get_executor("dask")
