@@ -1,6 +1,8 @@
 # VoxelScope on a GPU host: the same app and backend on a CUDA base image.
 #   docker build -t voxelscope .
-#   docker run --gpus all -p 8501:8501 -v $PWD/data:/data voxelscope
+#   docker run --gpus all -p 8501:8501 -e VOXELSCOPE_PASSWORD=... -v $PWD/data:/data voxelscope
+# (the container listens on all its interfaces, so the app asks every session for $VOXELSCOPE_PASSWORD; without it,
+# it refuses to start)
 # Mount NSD / model folders under /data and point the workspace there; nothing is downloaded at run time.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 

@@ -4,6 +4,10 @@ import streamlit as st
 
 st.set_page_config(page_title="VoxelScope", page_icon="🧠", layout="wide")
 
+from views._auth import require_password  # noqa: E402
+
+require_password()  # only when $VOXELSCOPE_PASSWORD is set (serving on a network address needs it)
+
 pages = [st.Page("views/home.py", title="Home", icon="🏠", default=True),
          st.Page("views/explorer.py", title="Cortex explorer", icon="🧠"),
          st.Page("views/captions.py", title="Voxel captions", icon="💬"),

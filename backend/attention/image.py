@@ -50,7 +50,10 @@ def load_image_file(data: bytes, name: str = "upload") -> np.ndarray:
             raise InvalidInputError(f"{name} is {img.size[0]}x{img.size[1]} pixels; images up to "
                                     f"{MAX_PIXELS / 1e6:.0f} megapixels are accepted")
         img.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, before ours, for very large claims
+        raise InvalidInputError(f"{name} is larger than {MAX_PIXELS / 1e6:.0f} megapixels ({exc}); images up to "
+                                f"{MAX_PIXELS / 1e6:.0f} megapixels are accepted") from None
+    except (UnidentifiedImageError, OSError) as exc:
         raise InvalidInputError(f"{name} is not a readable PNG or JPEG image ({exc})") from None
     if img.format not in ("PNG", "JPEG"):
         raise InvalidInputError(f"{name} is a {img.format} image; upload a PNG or JPEG")

@@ -79,6 +79,7 @@ def store_caption_embeddings(ws: Workspace, sentence_embedder, chunk: int = 2048
                                                     "model_id": sentence_embedder.model_id, "run_id": run}))
     return {"n": len(caps), "new": len(missing), "run": run}
 
+MAX_QUERY_CHARS = 300  # a caption is a sentence; longer input is a paste gone wrong (or an attack)
 _QUERY_WORD = re.compile(r"[\w'-]+")  # search terms and the index's words: letters, digits, ' and -
 
 
@@ -166,6 +167,8 @@ class CaptionIndex:
         q = (query or "").strip()
         if not q:
             raise InvalidInputError("the search is empty: type a word or a phrase, e.g. 'food' or 'a smiling face'")
+        if len(q) > MAX_QUERY_CHARS:
+            raise InvalidInputError(f"the search is {len(q):,} characters long; type at most {MAX_QUERY_CHARS}")
         words = [w for w in _QUERY_WORD.findall(q.lower()) if w]
         if not words:
             raise InvalidInputError(f"the search {query!r} has no words to look for (only punctuation or symbols)")

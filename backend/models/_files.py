@@ -36,3 +36,23 @@ def need_file(folder: Path, name: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"model folder {folder} has no {name}")
     return p
+
+
+def load_weights(module, folder: Path, name: str = "model.safetensors") -> None:
+    """Load ``folder/name`` (safetensors only: a pickle or any other file is refused, never unpickled) into
+    ``module``; a missing file, a file that is not safetensors, or tensors whose names or shapes do not match the
+    folder's config each raise an error that names the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = need_file(folder, name)
+    try:
+        state = load_file(str(p))
+    except SafetensorError as exc:
+        raise InvalidInputError(f"{p} is not a safetensors file ({exc}); weights are read only from safetensors, "
+                                "never unpickled") from None
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InvalidInputError(f"{p} does not match {Path(folder) / 'config.json'}: "
+                                f"{str(exc).splitlines()[0]} ...") from None

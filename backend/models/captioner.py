@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import InvalidInputError
-from ._files import need_file, read_config
+from ._files import load_weights, need_file, read_config
 from .tokenizer import WordTokenizer
 
 CLIPCAP_TYPE = "voxelscope-clipcap"
@@ -72,7 +72,6 @@ class CaptionDecoder:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "cpu") -> "CaptionDecoder":
-        from safetensors.torch import load_file
         from transformers import GPT2LMHeadModel
 
         folder = Path(folder)
@@ -81,7 +80,7 @@ class CaptionDecoder:
         need_file(lm_dir, "config.json")
         lm = GPT2LMHeadModel.from_pretrained(str(lm_dir), local_files_only=True)
         mapper = PrefixMapper(cfg["embed_dim"], lm.config.n_embd, cfg["prefix_length"])
-        mapper.load_state_dict(load_file(str(need_file(folder, "mapper.safetensors"))))
+        load_weights(mapper, folder, "mapper.safetensors")
         if (folder / "vocab.json").exists():
             tok = WordTokenizer.from_pretrained(folder)
         else:

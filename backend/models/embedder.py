@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import InvalidInputError
-from ._files import need_file, read_config
+from ._files import load_weights, read_config
 from .tokenizer import WordTokenizer
 
 __all__ = ["Embedder", "DemoClip", "HFClipEmbedder", "EMBEDDER_TYPES", "load_embedder"]
@@ -184,19 +184,12 @@ class DemoClip(Embedder):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "cpu") -> "DemoClip":
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         cfg = read_config(folder, DEMO_TYPE)
         kw = {k: cfg[k] for k in ("vocab", "dim", "width", "text_layers", "heads", "max_length", "image_size")}
         kw["image_norm"] = cfg.get("image_norm", "group")  # folders saved before the option existed: GroupNorm
         model = DemoClipModel(**kw)
-        state = load_file(str(need_file(folder, "model.safetensors")))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise InvalidInputError(f"{folder / 'model.safetensors'} does not match {folder / 'config.json'}: "
-                                    f"{exc}") from exc
+        load_weights(model, folder)
         tok = WordTokenizer.from_pretrained(folder)
         return cls(model, tok, cfg.get("model_id", f"demo:{folder.name}"), device)
 

@@ -131,14 +131,12 @@ class InContextEncoder:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "cpu") -> "InContextEncoder":
-        from safetensors.torch import load_file
-
-        from ._files import need_file, read_config
+        from ._files import load_weights, read_config
 
         folder = Path(folder)
         cfg = read_config(folder, MODEL_TYPE)
         net = _build(int(cfg["dim"]), **arch_config(cfg))
-        net.load_state_dict(load_file(str(need_file(folder, "model.safetensors"))))
+        load_weights(net, folder)
         return cls(net, cfg, device)
 
     def save_pretrained(self, folder: str | Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError
-from ._files import need_file, read_config
+from ._files import load_weights, read_config
 
 __all__ = ["JUDGE_CLASSES", "BACKGROUND_TYPES", "JudgeNet", "Judge", "JUDGE_PATH", "load_judge"]
 
@@ -77,12 +77,10 @@ class Judge:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path = JUDGE_PATH, device: str = "cpu") -> "Judge":
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         cfg = read_config(folder, "voxelscope-judge")
         net = _net(cfg["width"], cfg["size"])
-        net.load_state_dict(load_file(str(need_file(folder, "model.safetensors"))))
+        load_weights(net, folder)
         return cls(net, cfg, device)
 
     def save_pretrained(self, folder: str | Path) -> None:
