@@ -213,6 +213,31 @@ def test_explorer_offers_the_in_context_encoder_and_its_card_says_so(world, monk
     assert float({m.label: m.value for m in at.metric}["R² / noise ceiling"]) != r2_ic
 
 
+def test_a_full_disk_fails_the_job_with_a_clear_message_and_stores_nothing(world, monkeypatch):
+    import errno
+
+    from backend.jobs import get_job, submit
+    from backend.jobs.queue import _run_job
+
+    ws = world[0]
+    before = current_encoder(ws, "subj01", method="in-context")["run_id"]
+    files = set((ws.path / "arrays").iterdir())
+    job = submit(ws, "incontext", {"subjects": ["subj01"], "n_images": 80})
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    _run_job(str(ws.path), job)
+    monkeypatch.undo()
+    done = get_job(ws, job)
+    assert done["state"] == "failed"
+    assert done["error"].startswith(f"the disk holding workspace {ws.path} is full: nothing of this write was stored")
+    assert current_encoder(ws, "subj01", method="in-context")["run_id"] == before
+    assert set((ws.path / "arrays").iterdir()) == files  # no half-written array left behind
+    assert voxel_table(ws, "subj01", method="in-context").r2_test.notna().all()  # still readable
+
+
 def test_cli_in_context_builds_a_subjects_encoders(world):
     ws = world[0]
     out = subprocess.run([sys.executable, "-m", "backend", "--workspace", str(ws.path), "encoder", "in-context",

@@ -10,10 +10,10 @@ from .progress import ProgressFn, TerminalProgress, report
 from .queries import (current_encoder, default_subject, encoding_key, feature_set_model, has_encoder,
                       require_subject, stimulus_ids, subject_encoders, subjects, voxel_at, voxel_table)
 from .summary import workspace_info
-from .workspace import (SchemaMismatch, Workspace, WorkspaceBusy, WriteTransaction, code_version,
+from .workspace import (DiskFull, SchemaMismatch, Workspace, WorkspaceBusy, WriteTransaction, code_version,
                         default_workspace, one_connection)
 
-__all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "default_workspace", "code_version", "one_connection",
+__all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "DiskFull", "default_workspace", "code_version", "one_connection",
            "workspace_info", "subjects", "default_subject", "require_subject", "stimulus_ids", "current_encoder",
            "has_encoder", "voxel_table", "feature_set_model", "voxel_at", "encoding_key", "subject_encoders",
            "ProgressFn", "report", "TerminalProgress"]

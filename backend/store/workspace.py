@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import functools
 import json
@@ -40,7 +41,7 @@ from .. import __version__
 from ..errors import NotFoundError, VoxelScopeError
 from ..surface.rois import ROI_COLUMNS
 
-__all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "default_workspace", "code_version"]
+__all__ = ["Workspace", "WriteTransaction", "WorkspaceBusy", "SchemaMismatch", "DiskFull", "default_workspace", "code_version"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout: backend/store/workspace.py -> repository root
 DB_NAME = "voxelscope.duckdb"
@@ -140,6 +141,10 @@ def _migrate(tx) -> None:
 
 class WorkspaceBusy(VoxelScopeError, RuntimeError):
     """Another process holds the workspace: a writer (its lock), or a reader that has the file open."""
+
+
+class DiskFull(VoxelScopeError, OSError):
+    """A write ran out of disk space; it was rolled back."""
 
 
 class SchemaMismatch(VoxelScopeError, RuntimeError):
@@ -314,12 +319,15 @@ class Workspace:
             tx.sql("COMMIT")
             tx.committed = True
             tx.sql("CHECKPOINT")
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 con.execute("ROLLBACK").fetchall()
             for p in tx.new_files:  # files this write created are not referenced by anything
                 with contextlib.suppress(OSError):
                     p.unlink()
+            if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+                raise DiskFull(f"the disk holding workspace {self.path} is full: nothing of this write was stored "
+                               "(the workspace is as it was); free some space and run it again") from exc
             raise
         finally:
             con.close()
@@ -404,7 +412,12 @@ class WriteTransaction:
         else:
             path = self.new_array_path(name)
             tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, array)
+            try:
+                np.save(tmp, array)
+            except BaseException:  # a full disk, a kill: no half-written file stays behind
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
             os.replace(tmp, path)
             arr = array
         self.sql("DELETE FROM arrays WHERE name = ?", [name])
