@@ -71,6 +71,10 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--csv", default=None)
+    p.add_argument("--report", default=None, help="write the first subject's curve into this training.json (under "
+                                                  "the model folder's name; the Models table shows it)")
+    p.add_argument("--report-label", default=None, help="how the report names that subject (e.g. 'subj02 of the demo "
+                                                        "world')")
     a = p.parse_args()
     if len(a.workspace) != len(a.subjects):
         p.error("give --subjects after each --workspace")
@@ -92,6 +96,21 @@ def main() -> None:
         t["full encoder"] = [float(full[(full.world == w) & (full.subject == s)][col].iloc[0]) for w, s, _ in t.index]
         print(f"\n{col} on the test images (mean over {a.draws} draws of the context images)")
         print(_markdown(t.round(4)))
+    if a.report:
+        import json
+
+        first = df[(df.world == df.world.iloc[0]) & (df.subject == df.subject.iloc[0])]
+        mean = first.groupby(["encoder", "n_images"]).mean_r2.mean()
+        entry = {"curve_subject": a.report_label or f"{first.subject.iloc[0]} of {first.world.iloc[0]}",
+                 "curve": {str(n): round(float(v), 4) for n, v in mean["in-context"].items()},
+                 "ridge_same_images": {str(n): round(float(v), 4) for n, v in mean["ridge"].items()},
+                 "full_encoder": round(float(mean["full ridge"].iloc[0]), 4), "draws": a.draws,
+                 "training": {k: v for k, v in model.config["training"].items() if k != "history"}}
+        path = Path(a.report)
+        report = json.loads(path.read_text()) if path.exists() else {}
+        report[Path(a.model or "incontext").name] = entry
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote the curve of {entry['curve_subject']} to {path}")
     print("\nseconds per subject (all voxels):")
     print(_markdown(g.seconds.unstack("n_images").round(2)))
 
