@@ -124,3 +124,38 @@ def test_page_buttons_queue_background_jobs_and_show_them(tiny_ws, tmp_path, mon
         assert len(workers.stdout.split()) == 1  # one worker, however many clicks
     finally:
         subprocess.run(["pkill", "-9", "-f", "--", f"--workspace {ws.path} jobs worker"])
+
+
+def test_a_worker_killed_9_during_the_encoder_job_leaves_clean_rows_and_the_next_worker_finishes_it(tiny_ws, tmp_path):
+    import shutil
+    import signal
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(tiny_ws.path, ws.path, ignore=shutil.ignore_patterns("write.lock", "jobs.sqlite3*"))
+    job_id = submit(ws, "encoders", {})
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"], cwd=ROOT,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        job = _wait(ws, job_id, states=("running",), timeout=120)
+        while not (get_job(ws, job_id).get("stage") or ""):  # inside the job's work, not just picked up
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert get_job(ws, job_id)["state"] == "running", "the job finished before the kill: nothing was tested"
+    proc = _worker(ws)
+    try:
+        job = _wait(ws, job_id, timeout=300)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert job["state"] == "done", job["error"]
+    enc = ws.query("SELECT subject, count(*) n FROM encoders GROUP BY subject ORDER BY subject")
+    assert enc.n.tolist() == [1, 1]  # one encoder per subject, none twice
+    rows = ws.query("SELECT e.subject, count(*) n, any_value(s.n_voxels) want FROM voxel_encoding e "
+                    "JOIN subjects s USING (subject) GROUP BY e.subject")
+    assert (rows.n == rows.want).all()  # every voxel's accuracy once, no partial subject
+    referenced = set(ws.query("SELECT path FROM arrays").path.map(lambda p: (ws.path / p).name))
+    assert {p.name for p in (ws.path / "arrays").iterdir() if p.is_file()} <= referenced | {".gitkeep"}  # no orphans
