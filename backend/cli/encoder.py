@@ -48,13 +48,18 @@ def fit(ws, args) -> int:
     finally:
         bar.close()
     for res in results:
-        rois = ", ".join(f"{r or 'other'} {v:.2f}" for r, v in sorted(res["median_r2_nc_by_roi"].items()))
-        print(f"{res['subject']}: {res['n_train']:,} train / {res['n_test']:,} test images, "
-              f"median test r {res['median_r']:.3f}")
-        print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
+        _print_summary(res, f"{res['n_train']:,} train / {res['n_test']:,} test images, "
+                            f"median test r {res['median_r']:.3f}")
     if not results:
         print("every subject already has an encoder")
     return 0
+
+
+def _print_summary(res: dict, line: str) -> None:
+    """A fitted subject's line, then its median noise-ceiling-normalised R^2 per ROI."""
+    rois = ", ".join(f"{r or 'other'} {v:.2f}" for r, v in sorted(res["median_r2_nc_by_roi"].items()))
+    print(f"{res['subject']}: {line}")
+    print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
 
 
 def halves(ws, args) -> int:
@@ -82,10 +87,9 @@ def in_context(ws, args) -> int:
     finally:
         bar.close()
     for res in results:
-        rois = ", ".join(f"{r or 'other'} {v:.2f}" for r, v in sorted(res["median_r2_nc_by_roi"].items()))
-        print(f"{res['subject']}: in-context encoders from {res['n_train']:,} images ({model.model_id}); on "
-              f"{res['n_test']:,} test images mean R^2 {res['mean_r2']:.3f}, median r {res['median_r']:.3f}")
-        print(f"  median noise-ceiling-normalised R^2 by ROI: {rois}")
+        _print_summary(res, f"in-context encoders from {res['n_train']:,} images ({model.model_id}); on "
+                            f"{res['n_test']:,} test images mean R^2 {res['mean_r2']:.3f}, median r "
+                            f"{res['median_r']:.3f}")
     return 0
 
 

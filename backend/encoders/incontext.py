@@ -27,12 +27,6 @@ __all__ = ["incontext_model_path", "load_incontext_model", "incontext_weights", 
            "incontext_halves"]
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
 def incontext_model_path() -> Path | None:
     """The configured in-context encoder folder if it holds a model, else None (the feature is then unavailable)."""
     from ..models import model_config
@@ -62,7 +56,8 @@ def incontext_weights(model: InContextEncoder, X: np.ndarray, Y: np.ndarray, chu
     W : ndarray, shape (n_voxels, dim)
     b : ndarray, shape (n_voxels,)
     """
-    torch = _torch()
+    import torch
+
     X = np.asarray(X, np.float32)
     Y = np.asarray(Y, np.float32)
     if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y):
@@ -123,7 +118,8 @@ def train_incontext(ws: Workspace, subjects, out: str | Path, steps: int = 3000,
 
     Every ``checkpoint_every`` steps the state goes to ``out/train_state.pt``; a killed run resumes there and ends
     with the same weights. Writes ``out/model.safetensors`` and ``out/config.json`` (with the training log)."""
-    torch = _torch()
+    import torch
+
     from ..models.demo.train import Checkpoint, _optimise, _seed_everything
 
     _seed_everything(seed)
@@ -134,6 +130,7 @@ def train_incontext(ws: Workspace, subjects, out: str | Path, steps: int = 3000,
     dim = dims.pop()
     model = InContextEncoder.new(dim, **arch)
     net = model.net.to(device).train()
+    model.device = device
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     rng = np.random.default_rng(seed)
     config = {"subjects": list(subjects), "steps": steps, "voxels": voxels, "queries": queries,
@@ -160,7 +157,7 @@ def train_incontext(ws: Workspace, subjects, out: str | Path, steps: int = 3000,
         _optimise(opt, loss, step, steps, lr, clip_params=net.parameters(), warmup=200)
         report(progress, "Training the in-context encoder", step + 1, steps)
         if step % 100 == 0 or step == steps - 1:
-            val = _validate(net, data[0], 100, device)
+            val = _validate(model, data[0], 100)
             history.append({"step": step + 1, "loss": round(loss.item(), 4), "val_r2_100": round(val, 4)})
             log(f"in-context step {step + 1}/{steps} n={n} loss {loss.item():.4f} "
                 f"test R^2 (100 images of {data[0]['subject']}) {val:.4f} ({time.time() - t0:.0f} s)")
@@ -170,30 +167,19 @@ def train_incontext(ws: Workspace, subjects, out: str | Path, steps: int = 3000,
     model.config.update({"model_id": f"voxelscope/incontext-{data[0]['key']}-seed{seed}",
                          "embedder_model_id": data[0]["model_id"], "feature_key": data[0]["key"],
                          "training": {**config, "seconds_last_run": round(time.time() - t0), "history": history}})
-    model.net = net.cpu()
+    model.net, model.device = net.cpu(), "cpu"
     model.save_pretrained(out)
     ckpt.done()
     return model.config
 
 
-def _validate(net, d: dict, n: int, device: str) -> float:
+def _validate(model: InContextEncoder, d: dict, n: int) -> float:
     """Mean test R^2 of the subject's voxels with a context of ``n`` random training images (fixed draw)."""
-    torch = _torch()
     from .ridge import r2_columns
 
     ctx = np.random.default_rng(12345).permutation(len(d["X"]))[:n]
-    was = net.training
-    net.eval()
-    with torch.no_grad():
-        W, b = [], []
-        for a in range(0, d["Y"].shape[1], 1024):
-            w_, b_ = net(torch.from_numpy(d["X"][ctx]).to(device),
-                         torch.from_numpy(np.ascontiguousarray(d["Y"][ctx, a:a + 1024].T)).to(device))
-            W.append(w_.cpu().numpy())
-            b.append(b_.cpu().numpy())
-    net.train(was)
-    pred = d["Xte"] @ np.concatenate(W).T + np.concatenate(b)
-    return float(np.nanmean(r2_columns(d["Yte"], pred)))
+    W, b = incontext_weights(model, d["X"][ctx], d["Y"][ctx], chunk=1024)  # no grad; the net has no dropout
+    return float(np.nanmean(r2_columns(d["Yte"], d["Xte"] @ W.T + b)))
 
 
 def fit_incontext_encoder(ws: Workspace, subject: str, n_images: int, order: str = "first", seed: int = 0,

@@ -24,15 +24,10 @@ __all__ = ["InContextEncoder", "MODEL_TYPE", "arch_config"]
 MODEL_TYPE = "voxelscope-incontext-encoder"
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
 def _build(dim: int, width: int = 128, heads: int = 4, layers: int = 3, latents: int = 8, estimators: int = 3):
     """The network (built lazily so that importing this module does not import torch)."""
-    torch = _torch()
+    import torch
+
     nn = torch.nn
 
     class Block(nn.Module):
