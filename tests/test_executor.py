@@ -1,5 +1,6 @@
-"""The Ray executor: a local Ray cluster of 2 CPUs captions voxels exactly as the local executor does, stored by the
-one writer, and a run stopped part-way resumes under Ray with no duplicate rows."""
+"""The Ray executor: a local Ray cluster of 2 CPUs captions voxels exactly as the local executor does and samples
+BrainDiVE seed batches as it does, stored by the one writer, and a run stopped part-way resumes under Ray with no
+duplicate rows."""
 from __future__ import annotations
 
 import shutil
@@ -84,6 +85,35 @@ def test_a_run_stopped_part_way_resumes_under_ray_without_duplicates(two_worlds,
                        "GROUP BY voxel HAVING count(*) > 1")
     assert dup.empty and remote.query("SELECT count(*) n FROM voxel_captions WHERE subject = 'subj01' AND "
                                       "method = 'brainscuba' AND voxel >= 1000").n.iloc[0] == len(voxels)
+
+
+def test_ray_braindive_batches_equal_the_local_executors_and_a_stopped_run_resumes(two_worlds, ray_executor):
+    import numpy as np
+
+    from backend.synthesis import GuidanceConfig, parse_target, run_images, synthesis_images, synthesize
+
+    local, remote, _ = two_worlds
+    spec = parse_target("PPA", ["subj01"])
+    cfg = GuidanceConfig(steps=4, batch=2)
+    a = synthesize(local, spec, n_seeds=6, config=cfg, executor=LocalExecutor())
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_batch(stage, done, total):
+        if done >= 2 * cfg.steps:
+            raise Stop
+
+    with pytest.raises(Stop):
+        synthesize(remote, spec, n_seeds=6, config=cfg, executor=ray_executor, progress=stop_after_first_batch)
+    assert len(remote.query("SELECT seed FROM synthesis_images")) == 2  # the first batch, stored by this process
+    b = synthesize(remote, spec, n_seeds=6, config=cfg, executor=ray_executor)
+    ra, rb = (synthesis_images(w, r["run_id"]).sort_values("seed") for w, r in ((local, a), (remote, b)))
+    assert sorted(rb.seed) == list(range(6)) and not rb.seed.duplicated().any()
+    # the same images (a Ray worker runs torch on one thread: sums in another order, so up to rounding)
+    diff = np.abs(run_images(local, ra).astype(int) - run_images(remote, rb).astype(int))
+    assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 4, (diff.mean(), diff.max())
+    assert list(ra.kept) == list(rb.kept)
 
 
 def test_an_unknown_executor_is_refused_by_name():

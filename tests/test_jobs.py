@@ -159,3 +159,63 @@ def test_a_worker_killed_9_during_the_encoder_job_leaves_clean_rows_and_the_next
     assert (rows.n == rows.want).all()  # every voxel's accuracy once, no partial subject
     referenced = set(ws.query("SELECT path FROM arrays").path.map(lambda p: (ws.path / p).name))
     assert {p.name for p in (ws.path / "arrays").iterdir() if p.is_file()} <= referenced | {".gitkeep"}  # no orphans
+
+
+KILLED_KINDS = {  # kind -> (params, SQL that counts stored results, SQL that finds duplicated results)
+    "synthesis": ({"target": {"terms": [{"rois": ["PPA"], "weight": 1.0}], "subjects": ["subj01"]}, "n_seeds": 6,
+                   "guidance": {"steps": 6, "batch": 2}},
+                  "SELECT count(*) FROM synthesis_images",
+                  "SELECT run_id, seed FROM synthesis_images GROUP BY ALL HAVING count(*) > 1"),
+    "reconstruction": ({"subject": "subj01", "decoder": "ridge",
+                        "config": {"n_images": 8, "samples": 1, "steps": 4, "batch": 2}},
+                       "SELECT count(*) FROM reconstructions",
+                       "SELECT run_id, stim_id, sample FROM reconstructions GROUP BY ALL HAVING count(*) > 1"),
+    "attention": ({"subjects": ["subj01", "subj02"],
+                   "config": {"d_model": 32, "heads": 2, "ffn": 64, "max_epochs": 2, "batch_size": 32}},
+                  "SELECT count(DISTINCT subject) FROM attention_encoders",
+                  "SELECT subject, feature_key FROM attention_encoders GROUP BY ALL HAVING count(*) > 1"),
+}
+
+
+@pytest.mark.parametrize("kind", list(KILLED_KINDS))
+def test_a_worker_killed_9_mid_job_leaves_no_partial_rows_and_the_next_worker_finishes_it(kind, fitted_world,
+                                                                                       tmp_path):
+    """kill -9 of the job worker once the job has stored part of its results (a synthesis batch, a reconstruction
+    batch, one subject's attention encoder): the next worker resumes it; no result twice, no orphan array."""
+    import shutil
+    import signal
+
+    params, count_sql, dup_sql = KILLED_KINDS[kind]
+    src = fitted_world[0]
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(src.path, ws.path, ignore=shutil.ignore_patterns("write.lock", "jobs.sqlite3*"))
+    job_id = submit(ws, kind, params)
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"], cwd=ROOT,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stored() -> int:
+        try:
+            return int(ws.query(count_sql).iloc[0, 0])
+        except Exception:  # the table is created by the job itself
+            return 0
+
+    try:
+        t0 = time.time()
+        while stored() == 0 and get_job(ws, job_id)["state"] in ("queued", "running") and time.time() - t0 < 300:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert get_job(ws, job_id)["state"] == "running", "the job ended before the kill: nothing was tested"
+    proc = _worker(ws)
+    try:
+        job = _wait(ws, job_id, timeout=300)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert job["state"] == "done", job["error"]
+    assert ws.query(dup_sql).empty
+    referenced = set(ws.query("SELECT path FROM arrays").path.map(lambda p: (ws.path / p).name))
+    assert {p.name for p in (ws.path / "arrays").iterdir() if p.is_file()} <= referenced | {".gitkeep"}

@@ -13,13 +13,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("models", help="the demo models")
     msub = p.add_subparsers(dest="models_cmd", required=True)
     t = msub.add_parser("train", help="retrain demo models reproducibly from a seed (CPU; see README)")
-    t.add_argument("which", nargs="*", default=["all"], help="embedder, judge, captioner, generator or all")
+    t.add_argument("which", nargs="*", default=["all"], help="embedder, judge, captioner, generator (latent UNet), "
+                   "code_generator (compact-code diffusion) or all")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="folder (default assets/models)")
     t.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")
     t.add_argument("--embedder-steps", type=int, default=1400)
     t.add_argument("--image-norm", choices=["group", "channel"], default="group",
                    help="embedder image tower normalisation: over the whole map per group, or per position")
+    t.add_argument("--vae", default=None, help="code_generator: copy this trained VAE folder instead of training one")
     t.set_defaults(func=train)
     v = msub.add_parser("evaluate", help="measure the demo models on held-out images (updates training.json)")
     v.add_argument("--seed", type=int, default=0)
@@ -36,7 +38,8 @@ def train(ws, args) -> int:
     try:
         res = train_all(Path(args.out) if args.out else ASSETS, which, seed=args.seed, cache=Path(args.cache),
                         progress=bar, log=lambda m: (bar.close(), print(m, flush=True)),
-                        embedder_steps=args.embedder_steps, image_norm=args.image_norm)
+                        embedder_steps=args.embedder_steps, image_norm=args.image_norm,
+                        vae=Path(args.vae) if args.vae else None)
     finally:
         bar.close()
     print(json.dumps(res, indent=1, default=float))

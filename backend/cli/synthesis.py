@@ -16,6 +16,9 @@ def _guidance_args(p) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--keep", type=float, default=0.2, help="share kept after re-ranking")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where seed batches are sampled: this process (default, or $VOXELSCOPE_EXECUTOR; live preview) "
+                        "or Ray ($RAY_ADDRESS, else a local Ray cluster; GPU tasks ask for one GPU each)")
 
 
 def add_parser(sub) -> None:
@@ -67,7 +70,7 @@ def run(ws, args) -> int:
     bar = progress_bar()
     try:
         res = synthesize(ws, spec, n_seeds=args.seeds, first_seed=args.first_seed, config=_config(args),
-                         keep=args.keep, device=args.device, progress=bar)
+                         keep=args.keep, device=args.device, progress=bar, executor=args.executor)
     finally:
         bar.close()
     rows = synthesis_images(ws, res["run_id"])
@@ -95,7 +98,7 @@ def evaluate(ws, args) -> int:
     try:
         table = evaluate_synthesis(ws, args.subject, n_seeds=args.seeds, config=_config(args), keep=args.keep,
                                    baselines=not args.no_baselines, device=args.device, progress=bar,
-                                   log=bar.write)
+                                   log=bar.write, executor=args.executor)
     finally:
         bar.close()
     cols = ["subject", "target", "category", "method", "n_images", "judged share", "true percentile", "true gain",

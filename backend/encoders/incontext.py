@@ -120,9 +120,9 @@ def train_incontext(ws: Workspace, subjects, out: str | Path, steps: int = 3000,
     with the same weights. Writes ``out/model.safetensors`` and ``out/config.json`` (with the training log)."""
     import torch
 
-    from ..models.demo.train import Checkpoint, _optimise, _seed_everything
+    from ..models.demo.loop import Checkpoint, optimise, seed_everything
 
-    _seed_everything(seed)
+    seed_everything(seed)
     data = _training_data(ws, subjects)
     dims = {d["X"].shape[1] for d in data}
     if len(dims) != 1 or len({d["key"] for d in data}) != 1:
@@ -154,7 +154,7 @@ def train_incontext(ws: Workspace, subjects, out: str | Path, steps: int = 3000,
         pred = torch.from_numpy(d["X"][qry]).to(device) @ w.T + b  # (q, b)
         target = torch.from_numpy(d["Y"][np.ix_(qry, vox)]).to(device)
         loss = (((pred - target) ** 2).mean(0) / torch.from_numpy(d["var"][vox]).to(device)).mean()
-        _optimise(opt, loss, step, steps, lr, clip_params=net.parameters(), warmup=200)
+        optimise(opt, loss, step, steps, lr, clip_params=net.parameters(), warmup=200)
         report(progress, "Training the in-context encoder", step + 1, steps)
         if step % 100 == 0 or step == steps - 1:
             val = _validate(model, data[0], 100)

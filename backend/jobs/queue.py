@@ -103,7 +103,8 @@ def _synthesis(ws: Workspace, params: dict, progress) -> list[str]:
     res = synthesize(ws, params["target"], n_seeds=int(params.get("n_seeds", 32)),
                      first_seed=int(params.get("first_seed", 0)), config=GuidanceConfig(**params.get("guidance", {})),
                      keep=float(params.get("keep", 0.2)), device=params.get("device", "cpu"), progress=progress,
-                     preview_file=(ws.path / "previews" / preview) if preview else None)
+                     preview_file=(ws.path / "previews" / preview) if preview else None,
+                     executor=params.get("executor"))
     return [res["run_id"]]
 
 
@@ -112,7 +113,7 @@ def _synthesis_evaluation(ws: Workspace, params: dict, progress) -> list[str]:
 
     evaluate_synthesis(ws, params.get("subjects"), n_seeds=int(params.get("n_seeds", 100)),
                        config=GuidanceConfig(**params.get("guidance", {})), device=params.get("device", "cpu"),
-                       progress=progress, log=lambda m: None)
+                       progress=progress, log=lambda m: None, executor=params.get("executor"))
     return [stored_evaluation(ws)[0]]
 
 

@@ -1,15 +1,18 @@
 """Image generators: diffusers pipelines whose denoising loop the methods can step through and differentiate.
 
-Two kinds load through :func:`load_generator`:
+Three kinds load through :func:`load_generator`:
 
 * our demo pipeline (:class:`EmbeddingConditionedPipeline`): a ``UNet2DModel`` conditioned on a unit embedding of
   the embedder's joint space (a caption's text embedding or an image embedding, unCLIP-style; zeros =
   unconditional), added to the timestep embedding; in pixel space (the first demo generator, 32x32) or on the
   latents of a small ``AutoencoderKL`` (64x64 images from 16x16x4 latents); eps- or v-prediction;
+* our compact-code pipeline (:class:`CodeDiffusionPipeline`): the same conditioning, diffusion over a 256-number
+  code per image that an MLP autoencoder decodes to the VAE's latents (:mod:`backend.models.code_diffusion`);
 * a Stable Diffusion folder (``StableDiffusionPipeline``, e.g. stable-diffusion-2-1-base saved locally),
   whose latents decode through its VAE.
 
-Each kind is a subclass of :class:`Generator` (:class:`DemoGenerator`, :class:`StableDiffusionGenerator`)
+Each kind is a subclass of :class:`Generator` (:class:`DemoGenerator`, :class:`CodeDiffusionGenerator`,
+:class:`StableDiffusionGenerator`)
 with its own ``from_pretrained``; the base class exposes the loop one step at a time (``prepare_latents`` ->
 for t in ``timesteps``: ``predict_noise`` -> ``step``; ``decode``), so that guidance methods (BrainDiVE) can change the noise estimate at each step, and ``sample`` for plain use.
 """
@@ -25,7 +28,8 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DMod
 from ..errors import InvalidInputError
 from ._files import read_json
 
-__all__ = ["Generator", "DemoGenerator", "StableDiffusionGenerator", "EmbeddingConditionedPipeline",
+__all__ = ["Generator", "DemoGenerator", "CodeDiffusionGenerator", "StableDiffusionGenerator",
+           "EmbeddingConditionedPipeline", "CodeDiffusionPipeline",
            "new_demo_unet", "new_demo_vae", "new_demo_latent_unet", "load_generator"]
 
 
@@ -115,10 +119,20 @@ class Generator:
         return x.to(self.device)
 
     # --- the loop, one step at a time
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The network that predicts the noise (a UNet, or the compact code's MLP)."""
+        return self.pipe.unet
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's latents."""
+        cfg = self.pipe.unet.config
+        return (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+
     def prepare_latents(self, n: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
-        cfg = self.pipe.unet.config
-        shape = (n, cfg.in_channels, cfg.sample_size, cfg.sample_size)
+        shape = (n, *self.latent_shape)
         return (torch.randn(shape, generator=g) * self.scheduler.init_noise_sigma).to(self.device)
 
     def timesteps(self, steps: int):
@@ -250,6 +264,80 @@ class DemoGenerator(Generator):
         return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
 
 
+class CodeDiffusionPipeline(torch.nn.Module):
+    """The compact-code demo generator's parts: ``denoiser`` (:class:`~backend.models.code_diffusion.CodeDenoiser`),
+    ``codec`` (:class:`~backend.models.code_diffusion.CodeAutoencoder`), ``vae`` (AutoencoderKL) and a DDIM
+    ``scheduler``; saved as one folder per part plus ``model_index.json``."""
+
+    def __init__(self, denoiser, codec, vae: AutoencoderKL, scheduler: DDIMScheduler):
+        super().__init__()
+        self.denoiser, self.codec, self.vae = denoiser, codec, vae
+        self.scheduler = scheduler
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.denoiser.save_pretrained(folder / "denoiser")
+        self.codec.save_pretrained(folder / "codec")
+        self.vae.save_pretrained(str(folder / "vae"))
+        self.scheduler.save_pretrained(str(folder / "scheduler"))
+        (folder / "model_index.json").write_text(json.dumps({
+            "_class_name": "CodeDiffusionPipeline", "scheduler": ["diffusers", "DDIMScheduler"],
+            "vae": ["diffusers", "AutoencoderKL"], "codec": ["voxelscope", "CodeAutoencoder"],
+            "denoiser": ["voxelscope", "CodeDenoiser"]}, indent=1))
+
+
+class CodeDiffusionGenerator(DemoGenerator):
+    """The compact-code demo generator: diffusion over a 256-number code per image, decoded by the code
+    autoencoder to VAE latents and by the VAE to pixels (:mod:`backend.models.code_diffusion`). Conditioned like
+    :class:`DemoGenerator` (text or image embeddings of the embedder's joint space; zeros = unconditional)."""
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "cpu", embedder=None) -> "CodeDiffusionGenerator":
+        from .code_diffusion import CodeAutoencoder, CodeDenoiser
+
+        folder = Path(folder)
+        pipe = CodeDiffusionPipeline(CodeDenoiser.from_pretrained(folder / "denoiser"),
+                                     CodeAutoencoder.from_pretrained(folder / "codec"),
+                                     AutoencoderKL.from_pretrained(str(folder / "vae"), local_files_only=True).eval(),
+                                     DDIMScheduler.from_pretrained(str(folder / "scheduler"), local_files_only=True))
+        info = folder / "voxelscope.json"
+        meta = json.loads(info.read_text()) if info.exists() else {}
+        gen = cls(pipe, _model_id(folder), device, embedder, meta.get("prediction", "v_prediction"))
+        gen.braindive_scale = meta.get("braindive_scale")
+        return gen
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.pipe.denoiser
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.pipe.denoiser.config["code_dim"],)
+
+    @property
+    def image_size(self) -> int:
+        return self.pipe.codec.latent_shape[-1] * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def unconditional(self, n: int) -> torch.Tensor:
+        return torch.zeros((n, self.pipe.denoiser.config["cond_dim"]), device=self.device)
+
+    def _unet_eps(self, x, t, cond):
+        out = self.pipe.denoiser(x, t, cond)
+        if self.prediction == "epsilon":
+            return out
+        abar = self.scheduler.alphas_cumprod.to(x.device)[torch.as_tensor(t, device=x.device).long()]
+        return abar.sqrt() * out + (1 - abar).sqrt() * x  # eps from v
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        img = self.vae.decode(self.pipe.codec.decode(latents) / self.vae.config.scaling_factor).sample
+        return (img / 2 + 0.5).clamp(0, 1)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        lat = self.vae.encode(images * 2 - 1).latent_dist.mode() * self.vae.config.scaling_factor
+        return self.pipe.codec.encode(lat)
+
+
 class StableDiffusionGenerator(Generator):
     """A local Stable Diffusion folder (e.g. stable-diffusion-2-1-base): text-conditioned latents, VAE decoding."""
 
@@ -297,6 +385,8 @@ def _model_id(folder: Path) -> str:
 def _generator_class(pipeline_class: str | None) -> type[Generator] | None:
     if pipeline_class == "EmbeddingConditionedPipeline":
         return DemoGenerator
+    if pipeline_class == "CodeDiffusionPipeline":
+        return CodeDiffusionGenerator
     if pipeline_class and pipeline_class.startswith("StableDiffusion"):
         return StableDiffusionGenerator
     return None
@@ -304,7 +394,8 @@ def _generator_class(pipeline_class: str | None) -> type[Generator] | None:
 
 def load_generator(folder: str | Path, device: str = "cpu", embedder=None) -> Generator:
     """The generator in ``folder``, by the pipeline class its ``model_index.json`` names: our
-    ``EmbeddingConditionedPipeline`` (:class:`DemoGenerator`, conditioned through ``embedder``) or a
+    ``EmbeddingConditionedPipeline`` (:class:`DemoGenerator`, conditioned through ``embedder``), our
+    ``CodeDiffusionPipeline`` (:class:`CodeDiffusionGenerator`, the same conditioning) or a
     ``StableDiffusion*`` pipeline (:class:`StableDiffusionGenerator`)."""
     folder = Path(folder)
     info = read_json(folder, "model_index.json", "expected a diffusers pipeline")
@@ -314,5 +405,5 @@ def load_generator(folder: str | Path, device: str = "cpu", embedder=None) -> Ge
     cls = _generator_class(info.get("_class_name"))
     if cls is None:
         raise InvalidInputError(f"{folder / 'model_index.json'}: pipeline class {info.get('_class_name')!r} is not "
-                                "supported (EmbeddingConditionedPipeline or StableDiffusion*)")
+                                "supported (EmbeddingConditionedPipeline, CodeDiffusionPipeline or StableDiffusion*)")
     return cls.from_pretrained(folder, device, embedder=embedder)

@@ -119,7 +119,7 @@ def guided_batches(generator, embedder, objective: Callable, seeds, config: Guid
     seeds = [int(s) for s in seeds]
     config = config.resolved(generator)
     device = generator.device
-    unet = generator.pipe.unet
+    unet = generator.denoiser
     if config.gradient_checkpointing and hasattr(unet, "enable_gradient_checkpointing"):
         unet.enable_gradient_checkpointing()
     use_fp16 = config.fp16 and str(device).startswith("cuda")

@@ -61,11 +61,12 @@ def _score(ws, subject, weights, images, judge, world_true, pred_fn, nat_pred, c
 
 def evaluate_synthesis(ws: Workspace, subjects=None, n_seeds: int = 100, config: GuidanceConfig | None = None,
                        keep: float = 0.2, targets=None, baselines: bool = True, models: SynthesisModels | None = None,
-                       device: str = "cpu", progress: ProgressFn = None, log=print) -> pd.DataFrame:
+                       device: str = "cpu", progress: ProgressFn = None, log=print, executor=None) -> pd.DataFrame:
     """The evaluation table (one row per subject x target x method) and its storage in ``synthesis_eval``.
 
     Methods: ``braindive`` (kept images), ``braindive all`` (every guided image), and with ``baselines``:
-    ``unguided``, ``unguided top`` and ``text`` (see the module docstring)."""
+    ``unguided``, ``unguided top`` and ``text`` (see the module docstring). ``executor``: where the guided seed
+    batches run (:func:`backend.synthesis.synthesize`)."""
     from ..models import load_judge
     from ..simulate import has_ground_truth, world_target_responses
 
@@ -104,7 +105,7 @@ def evaluate_synthesis(ws: Workspace, subjects=None, n_seeds: int = 100, config:
                 return rerank(emb.image_features(list(images)))
 
             res = synthesize(ws, spec, n_seeds=n_seeds, config=config, keep=keep, models=models, device=device,
-                             progress=progress)
+                             progress=progress, executor=executor)
             im_rows = synthesis_images(ws, res["run_id"])
             imgs = run_images(ws, im_rows)
             kept = im_rows.kept.to_numpy()

@@ -24,13 +24,14 @@ import pandas as pd
 
 from ..encoders import encoder_half, fit_encoder_halves
 from ..errors import InvalidInputError, NotFoundError
+from ..executor import Executor, get_executor
 from ..store import ProgressFn, Workspace, current_encoder, feature_set_model, report
 from .braindive import GuidanceConfig, guided_batches
 from .targets import Objective, normalise_spec, voxel_weights
 
 __all__ = ["synthesize", "synthesis_runs", "synthesis_images", "run_images", "find_run", "run_key", "preview_path",
            "target_objectives", "shown_categories", "SynthesisModels", "require_run", "MIN_SHARE", "natural_top",
-           "gallery_files"]
+           "gallery_files", "braindive_batch"]
 
 MIN_SHARE = 0.02  # the judge "sees" a category when it covers at least 2% of the image
 
@@ -50,6 +51,25 @@ class SynthesisModels:
         gen = load_role("generator", device, purpose="braindive")
         emb = getattr(gen, "embedder", None) or load_role("embedder", device)
         return cls(gen, emb)
+
+
+_SYNTH_MODELS: dict = {}  # per process: models spec -> (generator, embedder), loaded once (a Ray worker keeps its own)
+
+
+def braindive_batch(spec: dict, objective: Objective, seeds: list[int], config: dict) -> tuple[list[int], np.ndarray, str]:
+    """BrainDiVE images of one batch of seeds: the task an executor runs. It never opens the workspace; the
+    generator and embedder come from ``spec`` (``models_config``: the configuration file, ``device``); ``config``:
+    a :class:`GuidanceConfig` as a dict (its scale resolved). Returns (seeds, images, the generator's model id)."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _SYNTH_MODELS:
+        from ..models import load_role, model_config
+
+        cfg = model_config(spec["models_config"])
+        gen = load_role("generator", spec["device"], cfg, purpose="braindive")
+        _SYNTH_MODELS[key] = (gen, getattr(gen, "embedder", None) or load_role("embedder", spec["device"], cfg))
+    gen, emb = _SYNTH_MODELS[key]
+    seeds, images = next(guided_batches(gen, emb, objective, seeds, GuidanceConfig(**{**config, "batch": len(seeds)})))
+    return seeds, images, gen.model_id
 
 
 def target_objectives(ws: Workspace, spec: dict, device: str = "cpu", progress: ProgressFn = None
@@ -151,7 +171,8 @@ def _write_preview(path: Path, images: np.ndarray, step: int, steps: int) -> Non
 
 def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0, config: GuidanceConfig | None = None,
                keep: float = 0.2, models: SynthesisModels | None = None, device: str = "cpu",
-               progress: ProgressFn = None, previews: bool = True, preview_file: str | Path | None = None) -> dict:
+               progress: ProgressFn = None, previews: bool = True, preview_file: str | Path | None = None,
+               executor: str | Executor | None = None) -> dict:
     """Run (or re-open, or resume) BrainDiVE for ``spec`` and store the images and their scores.
 
     Parameters
@@ -161,6 +182,9 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
     config : guidance parameters (:class:`GuidanceConfig`)
     keep : share of the images kept after re-ranking (the paper: top 20%)
     previews : write the live preview PNG (``preview_file``, default ``preview_path(ws, key)``) while sampling
+    executor : where the seed batches are sampled (:mod:`backend.executor`): ``local`` (the default: in this
+        process, with the live preview and progress per denoising step) or ``ray`` (one task per batch of
+        ``config.batch`` seeds, on the configured models; progress per batch; this process stores each batch)
 
     Returns
     -------
@@ -217,8 +241,18 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
     def shifted(st, d, t):  # progress over the whole run, counting seeds stored by an earlier attempt
         report(progress, st, d + offset, t + offset)
 
-    batches = guided_batches(gen, emb, guide, todo, config, progress=shifted,
-                             preview=(lambda im, k, n: _write_preview(prev, im, k, n)) if previews else None, stage=stage)
+    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    if ex.name == "local":
+        batches = guided_batches(gen, emb, guide, todo, config, progress=shifted, stage=stage,
+                                 preview=(lambda im, k, n: _write_preview(prev, im, k, n)) if previews else None)
+    else:
+        from ..models import config_path
+
+        task_spec = {"models_config": str(config_path()), "device": device}
+        batches = _counted(ex.map(braindive_batch, [(task_spec, guide, todo[a:a + config.batch], config.as_dict())
+                                                    for a in range(0, len(todo), config.batch)],
+                                  num_gpus=1 if str(device).startswith("cuda") else 0),
+                           lambda n: shifted(stage, n * config.steps, len(todo) * config.steps), gen.model_id)
     for seeds, images in batches:
         e = emb.image_features(list(images))
         true, judged = _truth(ws, weights, images, judge)
@@ -234,6 +268,19 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
     prev.unlink(missing_ok=True)
     prev.with_suffix(".json").unlink(missing_ok=True)
     return _summary(ws, find_run(ws, key), reopened=not todo and run["state"] == "done")
+
+
+def _counted(results, on_seeds, generator_id: str):
+    """The executor's (seeds, images, generator id) as (seeds, images), reporting the seeds done after each; a
+    task that ran another generator than this run records is an error, not a silently mixed run."""
+    n = 0
+    for seeds, images, gid in results:
+        if gid != generator_id:
+            raise InvalidInputError(f"the executor's workers loaded generator {gid} from the models configuration, "
+                                    f"this run is for {generator_id}: pass no models, or configure that generator")
+        yield seeds, images
+        n += len(seeds)
+        on_seeds(n)
 
 
 def _finish(ws: Workspace, run_id: str, keep: float) -> None:

@@ -167,7 +167,7 @@ def generator_judged(generator, judge, held: dict, per_category: int = 24, n_unc
     * unconditional: ``n_uncond`` samples; per category, the share showing it, next to the share of held-out world
       images that do (``held`` from :func:`backend.models.demo.train.render_judge_set`);
     * ceiling: the same judge on held-out world images holding the category, brought to the generator's
-      resolution and back;
+      resolution and back, and (for a latent generator) through its own encoder and decoder and back;
     * Frechet distance of the judge's pooled features, generated (conditional and unconditional together) vs
       held-out world images.
     """
@@ -195,8 +195,15 @@ def generator_judged(generator, judge, held: dict, per_category: int = 24, n_unc
                              mode="bilinear", align_corners=False)
     squeezed = squeezed.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     sq_labels = judge.segment(list(squeezed))[0]
+    through = None  # the generator's own round trip (its autoencoders), where it has one: what it can draw at best
+    if getattr(generator, "vae", None) is not None:
+        with torch.no_grad():
+            x = generator.images_to_tensor(list(held["images"]))
+            rt = np.concatenate([generator.to_uint8(generator.decode(generator.encode(x[a:a + 100])))
+                                 for a in range(0, len(x), 100)])
+        through = judge.segment(list(rt))[0]
     true = held["labels"]
-    uncond, world, ceiling = {}, {}, {}
+    uncond, world, ceiling, round_trip = {}, {}, {}, {}
     from ..judge import JUDGE_CLASSES
 
     for c in CATEGORIES:
@@ -204,6 +211,8 @@ def generator_judged(generator, judge, held: dict, per_category: int = 24, n_unc
         uncond[c] = float(shows(unc_labels, c).mean())
         world[c] = float(has.mean())
         ceiling[c] = float(shows(sq_labels[has], c).mean()) if has.any() else float("nan")
+        if through is not None:
+            round_trip[c] = float(shows(through[has], c).mean()) if has.any() else float("nan")
     gen_feats = judge.embed(list(np.concatenate(cond_imgs + [unc])))
     fd = frechet_distance(gen_feats, judge.embed(list(held["images"])))
     unc_rows = [unc[i * 8:(i + 1) * 8] for i in range(min(6, len(unc) // 8))]
@@ -215,5 +224,5 @@ def generator_judged(generator, judge, held: dict, per_category: int = 24, n_unc
             Image.fromarray(im).resize((im.shape[1] * 64 // size, im.shape[0] * 64 // size), Image.NEAREST).save(path)
     return {"conditional": cond, "conditional_overall": float(np.mean(list(cond.values()))),
             "unconditional": uncond, "world_share": world, "ceiling_real_at_generator_size": ceiling,
-            "frechet_judge_features": fd, "image_size": size, "steps": steps, "guidance": guidance,
+            "ceiling_through_generator_autoencoder": round_trip or None, "frechet_judge_features": fd, "image_size": size, "steps": steps, "guidance": guidance,
             "samples_per_category": per_category, "unconditional_samples": n_uncond}

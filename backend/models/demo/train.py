@@ -9,8 +9,6 @@ world); quality is measured on held-out images rendered with another seed
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from pathlib import Path
 
@@ -18,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...store.progress import ProgressFn, report
+from ...store.progress import ProgressFn
+from .loop import Checkpoint, optimise, seed_everything, tick
 
 TRAIN_SEED_OFFSET = 1000   # training images: world seed 1000 + seed
 HELDOUT_SEED_OFFSET = 5000  # held-out images for evaluation
@@ -55,73 +54,6 @@ def render_set(seed: int, n: int, size: int = 64, workers: int | None = None, ca
     return out
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-
-
-def _optimise(opt, loss: torch.Tensor, step: int, steps: int, peak: float, clip_params=None, warmup: int = 100):
-    """One optimiser step at the warm-up + cosine learning rate, with optional gradient-norm clipping to 1."""
-    for g in opt.param_groups:
-        g["lr"] = _lr(step, steps, peak, warmup)
-    opt.zero_grad()
-    loss.backward()
-    if clip_params is not None:
-        torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
-    opt.step()
-
-
-def _tick(progress: ProgressFn, log, label: str, step: int, steps: int, loss: torch.Tensor, t0: float,
-          every: int = 100) -> None:
-    """Report progress (a bar with counts) and log the loss every ``every`` steps."""
-    report(progress, f"Training {label}", step + 1, steps)
-    if step % every == 0 or step == steps - 1:
-        log(f"{label} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
-
-
-class Checkpoint:
-    """A training run's resumable state in ``folder/train_state.pt``: model, optimiser, random streams, step.
-
-    Written to a temporary file and renamed, so a run killed at any moment resumes from the last complete
-    checkpoint and ends with the same weights as an uninterrupted run; removed when training finishes."""
-
-    def __init__(self, folder: Path, config: dict):
-        self.path = Path(folder) / "train_state.pt"
-        self.config = config
-
-    def load(self, model, opt, rng: np.random.Generator, log=print) -> int:
-        """Restore the state if a checkpoint exists; returns the step to continue from (0 = fresh)."""
-        if not self.path.exists():
-            return 0
-        st = torch.load(self.path, weights_only=False)
-        if st["config"] != self.config:
-            raise ValueError(f"{self.path} was written by a run with {st['config']}, not {self.config}; "
-                             "remove it to start afresh")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
-        log(f"resuming at step {st['step']} from {self.path}")
-        return int(st["step"])
-
-    def save(self, model, opt, rng: np.random.Generator, step: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        torch.save({"config": self.config, "model": model.state_dict(), "opt": opt.state_dict(),
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step}, tmp)
-        tmp.replace(self.path)
-
-    def done(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
 def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batch: int = 128,
                    progress: ProgressFn = None, log=print, image_norm: str = "group",
                    checkpoint_every: int = 100) -> dict:
@@ -133,7 +65,7 @@ def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batc
     from ..embedder import DemoClip, DemoClipModel
     from ..tokenizer import WordTokenizer
 
-    _seed_everything(seed)
+    seed_everything(seed)
     out = Path(out)
     captions = data["captions"]
     tok = WordTokenizer.train([c for cs in captions for c in cs])
@@ -161,8 +93,8 @@ def train_embedder(out: Path, data: dict, seed: int = 0, steps: int = 1400, batc
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
         target = torch.arange(batch)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        _optimise(opt, loss, step, steps, 1e-3)
-        _tick(progress, log, "embedder", step, steps, loss, t0)
+        optimise(opt, loss, step, steps, 1e-3)
+        tick(progress, log, "embedder", step, steps, loss, t0)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(model, opt, rng, step + 1)
     model.eval()
@@ -231,7 +163,7 @@ def train_judge(out: Path, data: dict, seed: int = 0, steps: int = 2500, batch: 
     resumable (:class:`Checkpoint`). Saves it to ``out``."""
     from ..judge import JUDGE_CLASSES, Judge, JudgeNet
 
-    _seed_everything(seed)
+    seed_everything(seed)
     out = Path(out)
     size = data["images"].shape[1]
     net = JudgeNet(width, size)
@@ -258,8 +190,8 @@ def train_judge(out: Path, data: dict, seed: int = 0, steps: int = 2500, batch: 
         x = _degrade(x, rng)
         seg, bg = net(x)
         loss = F.cross_entropy(seg, y, weight=cw) + 0.3 * F.cross_entropy(bg, b)
-        _optimise(opt, loss, step, steps, 2e-3)
-        _tick(progress, log, "judge", step, steps, loss, t0)
+        optimise(opt, loss, step, steps, 2e-3)
+        tick(progress, log, "judge", step, steps, loss, t0)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(net, opt, rng, step + 1)
     Judge(net, {"width": width, "size": size, "model_id": f"voxelscope/demo-judge-seed{seed}",
@@ -274,7 +206,7 @@ def train_captioner(out: Path, data: dict, embedder, seed: int = 0, steps: int =
     """ClipCap training: the embedder's image features of the training images -> their captions."""
     from ..captioner import new_demo_captioner
 
-    _seed_everything(seed)
+    seed_everything(seed)
     feats = torch.from_numpy(embedder.image_features(data["images"]))
     captions = data["captions"]
     dec = new_demo_captioner(embedder.tokenizer, embedder.dim, model_id=f"voxelscope/demo-clipcap-seed{seed}")
@@ -290,8 +222,8 @@ def train_captioner(out: Path, data: dict, embedder, seed: int = 0, steps: int =
         ids, mask = embedder.tokenizer.batch(texts)
         e = F.normalize(feats[idx] + noise * torch.randn_like(feats[idx]), dim=-1)  # robust to projected embeddings
         loss = dec.loss(e, ids, mask)
-        _optimise(opt, loss, step, steps, 1e-3, params)
-        _tick(progress, log, "captioner", step, steps, loss, t0, every=250)
+        optimise(opt, loss, step, steps, 1e-3, params)
+        tick(progress, log, "captioner", step, steps, loss, t0, every=250)
     dec.mapper.eval()
     dec.lm.eval()
     dec.save_pretrained(out)
@@ -305,7 +237,7 @@ def train_vae(out: Path, data: dict, seed: int = 0, steps: int = 2000, batch: in
     images) is stored in its config, as Stable Diffusion's VAE does. Saves it to ``out``."""
     from ..generator import new_demo_vae
 
-    _seed_everything(seed)
+    seed_everything(seed)
     out = Path(out)
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
     vae = new_demo_vae(size=images.shape[-1])
@@ -321,8 +253,8 @@ def train_vae(out: Path, data: dict, seed: int = 0, steps: int = 2000, batch: in
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + kl_weight * post.kl().mean()
-        _optimise(opt, loss, step, steps, 1e-3, vae.parameters())
-        _tick(progress, log, "the generator's autoencoder", step, steps, loss, t0)
+        optimise(opt, loss, step, steps, 1e-3, vae.parameters())
+        tick(progress, log, "the generator's autoencoder", step, steps, loss, t0)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(vae, opt, rng, step + 1)
     vae.eval()
@@ -375,7 +307,7 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
         torch.save({"key": key, "lat": lat, "img_emb": img_emb, "text": text}, cache.with_suffix(".tmp"))
         cache.with_suffix(".tmp").replace(cache)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
-    _seed_everything(seed)
+    seed_everything(seed)
     unet = new_demo_latent_unet(embedder.dim, lat.shape[-1])
     ema = copy.deepcopy(unet).requires_grad_(False)
     both = torch.nn.ModuleDict({"unet": unet, "ema": ema})  # checkpointed together
@@ -399,12 +331,12 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
         loss = F.mse_loss(unet(xt, t, class_labels=cond).sample, target)
-        _optimise(opt, loss, step, steps, 3e-4, unet.parameters(), warmup=200)
+        optimise(opt, loss, step, steps, 3e-4, unet.parameters(), warmup=200)
         with torch.no_grad():
             d = min(ema_decay, (1 + step) / (10 + step))
             for pe, pu in zip(ema.parameters(), unet.parameters()):
                 pe.mul_(d).add_(pu.detach(), alpha=1 - d)
-        _tick(progress, log, "generator", step, steps, loss, t0)
+        tick(progress, log, "generator", step, steps, loss, t0)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(both, opt, rng, step + 1)
             _save_generator(out, ema, vae, sched, seed, embedder, step + 1, steps)  # a usable snapshot
@@ -438,15 +370,16 @@ def save_report(out: Path, name: str, report_: dict) -> None:
 
 def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = None, workers: int | None = None,
               progress: ProgressFn = None, log=print, embedder_steps: int = 1400,
-              image_norm: str = "group") -> dict:
-    """Train the demo models named in ``which`` into ``out/<role>`` and evaluate them on held-out images."""
+              image_norm: str = "group", vae: Path | None = None) -> dict:
+    """Train the demo models named in ``which`` into ``out/<role>`` and evaluate them on held-out images.
+    ``vae``: an already trained VAE folder for the code generator (``code_generator``), else it trains its own."""
     from ..embedder import DemoClip
     from . import evaluate
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if {"embedder", "captioner", "generator"} & set(which):
+    if {"embedder", "captioner", "generator", "code_generator"} & set(which):
         train = render_set(TRAIN_SEED_OFFSET + seed, 30000, cache=cache, workers=workers)
         held = render_set(HELDOUT_SEED_OFFSET + seed, 2000, cache=cache, workers=workers)
     results = {}
@@ -469,7 +402,8 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         log(f"judge: held-out {rep['held_out']}")
         save_report(out, "judge", rep)
         results["judge"] = rep
-    emb = DemoClip.from_pretrained(out / "embedder") if {"captioner", "generator"} & set(which) else None
+    emb = DemoClip.from_pretrained(out / "embedder") if {"captioner", "generator", "code_generator"} & set(which) \
+        else None
     if "captioner" in which:
         from ..captioner import CaptionDecoder
 
@@ -479,6 +413,19 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         log(f"captioner: categories named in held-out captions {rep['names_categories']}")
         save_report(out, "captioner", rep)
         results["captioner"] = rep
+    if "code_generator" in which:
+        from ..generator import load_generator
+        from .train_code import train_code_generator
+
+        gdir = out / "generator_code"
+        if vae is None and (not (gdir / "vae" / "config.json").exists() or (gdir / "vae" / "train_state.pt").exists()):
+            save_report(out, "generator_code_vae", train_vae(gdir / "vae", train, seed=seed, progress=progress, log=log))
+        rep = train_code_generator(gdir, train, emb, seed=seed, vae=vae, progress=progress, log=log)
+        gen = load_generator(gdir, embedder=emb)
+        rep.update(_judge_generator(out, gen, emb, seed, cache, workers, prefix="generator_code"))
+        log(f"code generator: judged {rep['judged']}")
+        save_report(out, "generator_code", rep)
+        results["generator_code"] = rep
     if "generator" in which:
         from ..generator import load_generator
 
@@ -495,7 +442,7 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
     return results
 
 
-def _judge_generator(out: Path, gen, emb, seed: int, cache, workers=None) -> dict:
+def _judge_generator(out: Path, gen, emb, seed: int, cache, workers=None, prefix: str = "generator") -> dict:
     """The generator's quality: judged by the judge (conditional, unconditional, ceiling, Frechet distance; the two
     sample grids) and, for comparison with the first demo generator, the embedder's zero-shot agreement."""
     from ..judge import load_judge
@@ -503,8 +450,8 @@ def _judge_generator(out: Path, gen, emb, seed: int, cache, workers=None) -> dic
 
     jheld = render_judge_set(HELDOUT_SEED_OFFSET + seed, 1000, cache=cache, workers=workers)
     judge = load_judge(out / "judge") if (out / "judge").exists() else load_judge()
-    return {"judged": evaluate.generator_judged(gen, judge, jheld, grid_path=out / "generator_samples.png",
-                                                uncond_grid_path=out / "generator_unconditional.png"),
+    return {"judged": evaluate.generator_judged(gen, judge, jheld, grid_path=out / f"{prefix}_samples.png",
+                                                uncond_grid_path=out / f"{prefix}_unconditional.png"),
             "category_agreement": evaluate.generator_agreement(gen, emb)}
 
 
@@ -535,6 +482,11 @@ def evaluate_all(out: Path, seed: int = 0, cache: Path | None = None, log=print)
         g = rep.setdefault("generator", {})
         g.update(_judge_generator(out, gen, emb, seed, cache))
         log(f"generator: judged {g['judged']}")
+    if (out / "generator_code").exists():
+        gen = load_generator(out / "generator_code", embedder=emb)
+        g = rep.setdefault("generator_code", {})
+        g.update(_judge_generator(out, gen, emb, seed, cache, prefix="generator_code"))
+        log(f"code generator: judged {g['judged']}")
     if (out / "judge").exists():
         from ..judge import load_judge
 
