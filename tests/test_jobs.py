@@ -34,6 +34,36 @@ def _wait(ws: Workspace, job_id: str, states=("done", "failed", "cancelled"), ti
     raise AssertionError(f"job {job_id} still {get_job(ws, job_id)['state']} after {timeout} s")
 
 
+def _kill_9_then_finish(ws: Workspace, job_id: str, ready) -> dict:
+    """Start a worker, ``kill -9`` its process group once ``ready()`` (the job must still be running then), start
+    another worker and wait for the job to end; returns the job."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"], cwd=ROOT,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        t0 = time.time()
+        while not ready() and get_job(ws, job_id)["state"] in ("queued", "running") and time.time() - t0 < 300:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert get_job(ws, job_id)["state"] == "running", "the job ended before the kill: nothing was tested"
+    proc = _worker(ws)
+    try:
+        return _wait(ws, job_id, timeout=300)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _no_orphan_arrays(ws: Workspace) -> bool:
+    referenced = set(ws.query("SELECT path FROM arrays").path.map(lambda p: (ws.path / p).name))
+    return {p.name for p in (ws.path / "arrays").iterdir() if p.is_file()} <= referenced | {".gitkeep"}
+
+
 @pytest.fixture(scope="module")
 def worked(tmp_path_factory):
     """A workspace whose tiny world was built by a job in the worker; the worker keeps running for the module."""
@@ -128,37 +158,19 @@ def test_page_buttons_queue_background_jobs_and_show_them(tiny_ws, tmp_path, mon
 
 def test_a_worker_killed_9_during_the_encoder_job_leaves_clean_rows_and_the_next_worker_finishes_it(tiny_ws, tmp_path):
     import shutil
-    import signal
 
     ws = Workspace(tmp_path / "ws")
     shutil.copytree(tiny_ws.path, ws.path, ignore=shutil.ignore_patterns("write.lock", "jobs.sqlite3*"))
     job_id = submit(ws, "encoders", {})
-    proc = subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"], cwd=ROOT,
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        job = _wait(ws, job_id, states=("running",), timeout=120)
-        while not (get_job(ws, job_id).get("stage") or ""):  # inside the job's work, not just picked up
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert get_job(ws, job_id)["state"] == "running", "the job finished before the kill: nothing was tested"
-    proc = _worker(ws)
-    try:
-        job = _wait(ws, job_id, timeout=300)
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    # inside the job's work, not just picked up
+    job = _kill_9_then_finish(ws, job_id, lambda: bool(get_job(ws, job_id).get("stage") or ""))
     assert job["state"] == "done", job["error"]
     enc = ws.query("SELECT subject, count(*) n FROM encoders GROUP BY subject ORDER BY subject")
     assert enc.n.tolist() == [1, 1]  # one encoder per subject, none twice
     rows = ws.query("SELECT e.subject, count(*) n, any_value(s.n_voxels) want FROM voxel_encoding e "
                     "JOIN subjects s USING (subject) GROUP BY e.subject")
     assert (rows.n == rows.want).all()  # every voxel's accuracy once, no partial subject
-    referenced = set(ws.query("SELECT path FROM arrays").path.map(lambda p: (ws.path / p).name))
-    assert {p.name for p in (ws.path / "arrays").iterdir() if p.is_file()} <= referenced | {".gitkeep"}  # no orphans
+    assert _no_orphan_arrays(ws)
 
 
 KILLED_KINDS = {  # kind -> (params, SQL that counts stored results, SQL that finds duplicated results)
@@ -183,15 +195,12 @@ def test_a_worker_killed_9_mid_job_leaves_no_partial_rows_and_the_next_worker_fi
     """kill -9 of the job worker once the job has stored part of its results (a synthesis batch, a reconstruction
     batch, one subject's attention encoder): the next worker resumes it; no result twice, no orphan array."""
     import shutil
-    import signal
 
     params, count_sql, dup_sql = KILLED_KINDS[kind]
     src = fitted_world[0]
     ws = Workspace(tmp_path / "ws")
     shutil.copytree(src.path, ws.path, ignore=shutil.ignore_patterns("write.lock", "jobs.sqlite3*"))
     job_id = submit(ws, kind, params)
-    proc = subprocess.Popen([sys.executable, "-m", "backend", "--workspace", str(ws.path), "jobs", "worker"], cwd=ROOT,
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def stored() -> int:
         try:
@@ -199,23 +208,6 @@ def test_a_worker_killed_9_mid_job_leaves_no_partial_rows_and_the_next_worker_fi
         except Exception:  # the table is created by the job itself
             return 0
 
-    try:
-        t0 = time.time()
-        while stored() == 0 and get_job(ws, job_id)["state"] in ("queued", "running") and time.time() - t0 < 300:
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert get_job(ws, job_id)["state"] == "running", "the job ended before the kill: nothing was tested"
-    proc = _worker(ws)
-    try:
-        job = _wait(ws, job_id, timeout=300)
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    job = _kill_9_then_finish(ws, job_id, lambda: stored() > 0)
     assert job["state"] == "done", job["error"]
-    assert ws.query(dup_sql).empty
-    referenced = set(ws.query("SELECT path FROM arrays").path.map(lambda p: (ws.path / p).name))
-    assert {p.name for p in (ws.path / "arrays").iterdir() if p.is_file()} <= referenced | {".gitkeep"}
+    assert ws.query(dup_sql).empty and _no_orphan_arrays(ws)
