@@ -18,13 +18,16 @@ when it exists). NSD ships them on each subject's native surface: with the trans
 mapped to fsaverage (nearest neighbour, as NSD's ``nsdcode`` does); without them the import keeps the
 ``nsdgeneral`` voxels with empty ROI columns and its report says how to add ROIs.
 
-Betas are read one session at a time (both hemispheres, only the selected vertices are kept),
-z-scored per voxel within the session and averaged over repeats (:mod:`backend.datasets.betas`).
+Betas are read a chunk of voxels at a time (for each chunk, the chunk's range of every session file), z-scored
+per voxel within each session and averaged over repeats (:mod:`backend.datasets.betas`), so memory stays near
+``IMPORT_MEMORY_MB`` for any subject size (a full 327,684-vertex subject of 40 sessions included); the averaged
+betas are written to a memory-mapped file in the workspace's ``staging/`` folder and adopted by the writer.
 """
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,36 +156,6 @@ def session_files(root: Path, subject: str) -> dict[int, dict[str, Path]]:
     return out
 
 
-def read_session(paths: dict[str, Path], vertices: dict[str, np.ndarray], n_vertices: dict[str, int],
-                 n_trials: int | None) -> np.ndarray:
-    """One session's betas for the selected vertices: (n_trials, n_selected) float32, lh then rh."""
-    import nibabel as nib
-
-    parts = []
-    for h in HEMIS:
-        if h not in paths:
-            other = paths[next(iter(paths))]
-            raise NSDFormatError(f"{other.parent / other.name.replace(other.name[:2], h)} is missing "
-                                 f"(the other hemisphere of this session exists)")
-        p = paths[h]
-        try:
-            img = nib.load(str(p))
-            shape = img.shape
-        except Exception as exc:  # noqa: BLE001
-            raise NSDFormatError(f"{p.name} is truncated or unreadable ({exc})") from exc
-        if shape[0] != n_vertices[h]:
-            raise NSDFormatError(f"{p.name} has {shape[0]} vertices, expected {n_vertices[h]}")
-        t = int(np.prod(shape[1:]))
-        if n_trials is not None and t != n_trials:
-            raise NSDFormatError(f"{p.name} has {t} trials, expected {n_trials}")
-        try:
-            data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape[0], t)
-        except Exception as exc:  # noqa: BLE001
-            raise NSDFormatError(f"{p.name} is truncated or unreadable ({exc})") from exc
-        parts.append(data[vertices[h]].T)
-    return np.concatenate(parts, axis=1)
-
-
 @dataclass
 class ImportReport:
     """What an NSD import read and kept: sessions, trials, images, voxels, dropped voxels, notes."""
@@ -305,11 +278,71 @@ def read_roi_labels(root: Path, subject: str, n_vertices: dict[str, int], vertic
 
 
 # ----------------------------------------------------------------------------- import
-def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progress: ProgressFn = None):
-    """Read, z-score and repeat-average one subject's fsaverage betas.
+IMPORT_MEMORY_MB = 2048  # working memory of the betas read: the voxel chunk is sized to fit it
 
-    Returns a dict: betas (n_images, n_voxels) over the subject's image list (NaN rows for unseen),
-    reps (n_images,), ncsnr (n_voxels,), hemi, vertex, image_ids (nsdId, 0-based), sessions, n_trials,
+
+def _open_session(paths: dict[str, Path], n_vertices: dict[str, int], n_trials: int | None) -> dict:
+    """Check one session's two files by their headers (no data read): {hemi: lazy (n_vertices, n_trials) data}."""
+    import nibabel as nib
+
+    out = {}
+    for h in HEMIS:
+        if h not in paths:
+            other = paths[next(iter(paths))]
+            raise NSDFormatError(f"{other.parent / other.name.replace(other.name[:2], h)} is missing "
+                                 f"(the other hemisphere of this session exists)")
+        p = paths[h]
+        try:
+            img = nib.load(str(p))
+            shape = img.shape
+        except Exception as exc:  # noqa: BLE001
+            raise NSDFormatError(f"{p.name} is truncated or unreadable ({exc})") from exc
+        if shape[0] != n_vertices[h]:
+            raise NSDFormatError(f"{p.name} has {shape[0]} vertices, expected {n_vertices[h]}")
+        t = int(np.prod(shape[1:]))
+        if n_trials is not None and t != n_trials:
+            raise NSDFormatError(f"{p.name} has {t} trials, expected {n_trials}")
+        out[h] = (p, img.dataobj, t)
+    return out
+
+
+def read_session(session: dict, vertices: dict[str, np.ndarray]) -> np.ndarray:
+    """The betas of the given vertices in one session opened by :func:`_open_session`:
+    (n_trials, n_selected) float32, lh then rh. Only the file range spanning those vertices is read."""
+    parts = []
+    for h in HEMIS:
+        p, data, t = session[h]
+        v = vertices[h]
+        if not v.size:
+            parts.append(np.empty((t, 0), np.float32))
+            continue
+        lo, hi = int(v.min()), int(v.max()) + 1
+        try:
+            block = np.asarray(data[lo:hi], dtype=np.float32).reshape(hi - lo, t)
+        except Exception as exc:  # noqa: BLE001
+            raise NSDFormatError(f"{p.name} is truncated or unreadable ({exc})") from exc
+        parts.append(block[v - lo].T)
+    return np.concatenate(parts, axis=1)
+
+
+def voxel_chunk(n_images: int, n_trials: int, memory_mb: float) -> int:
+    """Voxels per chunk so that one chunk's repeat accumulators (9 bytes per image and voxel) and one session's
+    betas with their z-scores (12 bytes per trial and voxel) fit in ``memory_mb``."""
+    return max(1, int(memory_mb * 2 ** 20 // (9 * n_images + 12 * n_trials)))
+
+
+def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progress: ProgressFn = None,
+                   out: Path | None = None, memory_mb: float = IMPORT_MEMORY_MB):
+    """Read, z-score and repeat-average one subject's fsaverage betas, a chunk of voxels at a time.
+
+    Memory stays near ``memory_mb`` whatever the subject's size: for each chunk of voxels every session is
+    read (only the chunk's range of each file), z-scored and added to per-image sums, then the chunk's averages
+    are written out. ``out``: an ``.npy`` path to write the betas to (memory-mapped, for subjects larger than
+    memory); in memory otherwise.
+
+    Returns a dict: betas (n_seen_images, n_voxels) over the images the sessions showed (in the subject's
+    image-list order; ``seen`` marks them), reps (n_images,), ncsnr (n_voxels,), keep (n_voxels,) voxels
+    with a valid beta for every seen image, short (n_voxels,) images averaged over fewer repeats than shown, hemi, vertex, image_ids (nsdId, 0-based), sessions, n_trials,
     space, n_vertices, vertices, report notes."""
     from ..surface.meshes import load_freesurfer_surface
 
@@ -331,41 +364,67 @@ def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progr
         if s not in present:
             raise NSDFormatError(f"{root / BETAS.format(subject=subject)}/lh.betas_session{s:02d}.mgh is missing")
     mo = design["masterordering"]
-    first = present[sessions[0]]
-    n_trials = None
+    # every file's header before any data: a wrong file fails the import at once
+    opened, n_trials = {}, None
+    for s in sessions:
+        opened[s] = _open_session(present[s], n_vertices, n_trials)
+        if n_trials is None:
+            n_trials = opened[s]["lh"][2]
+            if len(mo) % n_trials:
+                raise NSDFormatError(f"{present[s]['lh'].name} has {n_trials} trials, which does not divide the "
+                                     f"{len(mo)} trials of masterordering")
+        if s * n_trials > len(mo):
+            raise NSDFormatError(f"session {s} goes past the {len(mo)} trials of masterordering")
     n_images = design["subjectim"].shape[1]
+    image_rows = {s: mo[(s - 1) * n_trials: s * n_trials] for s in sessions}
+    reps = np.bincount(np.concatenate(list(image_rows.values())), minlength=n_images).astype(np.int32)
+    seen = reps > 0
+    seen_row = np.cumsum(seen) - 1  # image-list row -> row of the seen-only betas
     hemi = np.concatenate([np.full(vertices[h].size, h) for h in HEMIS])
     vertex = np.concatenate([vertices[h] for h in HEMIS]).astype(np.int32)
-    acc = RepeatAverager(n_images, vertex.size)
-    notes = []
+    n_vox, n_seen = vertex.size, int(seen.sum())
+    if out is None:
+        betas = np.empty((n_seen, n_vox), np.float32)
+    else:
+        betas = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_seen, n_vox))
+    ncsnr = np.empty(n_vox, np.float32)
+    keep = np.empty(n_vox, bool)
+    short = np.empty(n_vox, np.int32)  # images averaged over fewer repeats than shown (NaN trials)
+    nan_vox = {s: 0 for s in sessions}
+    nan_trials = {s: np.zeros(n_trials, bool) for s in sessions}
+    chunk = voxel_chunk(n_seen, n_trials, memory_mb)
     mb = {s: sum(p.stat().st_size for p in present[s].values()) / 1e6 for s in sessions}  # progress in MB: MB/s
     stage, read_mb, total_mb = f"Reading {subject}: {len(sessions)} sessions of betas (MB)", 0.0, sum(mb.values())
     report(progress, stage, 0.0, round(total_mb, 1))
-    for s in sessions:
-        data = read_session(present[s], vertices, n_vertices, n_trials)
-        if n_trials is None:
-            n_trials = data.shape[0]
-            if len(mo) % n_trials:
-                raise NSDFormatError(f"{first['lh'].name} has {n_trials} trials, which does not divide the "
-                                     f"{len(mo)} trials of masterordering")
-        t0 = (s - 1) * n_trials
-        if t0 + n_trials > len(mo):
-            raise NSDFormatError(f"session {s} goes past the {len(mo)} trials of masterordering")
-        nan = ~np.isfinite(data)
-        if nan.any():
-            notes.append(f"session {s:02d}: {int(nan.any(axis=0).sum())} voxels have NaN betas in "
-                         f"{int(nan.any(axis=1).sum())} of {n_trials} trials; those trials are left out of "
-                         "their z-scores and averages")
-        acc.add_session(zscore_session(data), mo[t0: t0 + n_trials])
-        read_mb += mb[s]
-        report(progress, stage, round(read_mb, 1), round(total_mb, 1))
-    betas, reps, ncsnr = acc.result()
+    for a in range(0, n_vox, chunk):
+        b = min(a + chunk, n_vox)
+        part = {h: vertex[a:b][hemi[a:b] == h] for h in HEMIS}
+        acc = RepeatAverager(n_seen, b - a)
+        for s in sessions:
+            data = read_session(opened[s], part)
+            nan = ~np.isfinite(data)
+            if nan.any():
+                nan_vox[s] += int(nan.any(axis=0).sum())
+                nan_trials[s] |= nan.any(axis=1)
+            acc.add_session(zscore_session(data), seen_row[image_rows[s]])
+            read_mb += mb[s] * (b - a) / n_vox
+            report(progress, stage, round(read_mb, 1), round(total_mb, 1))
+        mean, _, ncsnr[a:b] = acc.result()
+        betas[:, a:b] = mean
+        keep[a:b] = (acc.count > 0).all(axis=0)
+        short[a:b] = (acc.count < np.minimum(acc.trials, 255)[:, None]).sum(axis=0)
+        del acc, mean
+    if out is not None:
+        betas.flush()
+    notes = [f"session {s:02d}: {nan_vox[s]} voxels have NaN betas in {int(nan_trials[s].sum())} of {n_trials} "
+             "trials; those trials are left out of their z-scores and averages" for s in sessions if nan_vox[s]]
     if not np.isfinite(ncsnr).any():
         notes.append("no image was shown twice in the sessions read: ncsnr and noise ceilings are unavailable")
-    return dict(betas=betas, reps=reps, ncsnr=ncsnr, hemi=hemi, vertex=vertex, image_ids=design["subjectim"][k],
-                sharedix=design["sharedix"], sessions=sessions, n_trials=n_trials * len(sessions),
+    return dict(betas=betas, seen=seen, reps=reps, ncsnr=ncsnr, keep=keep, short=short, hemi=hemi, vertex=vertex,
+                image_ids=design["subjectim"][k], sharedix=design["sharedix"], sessions=sessions,
+                n_trials=n_trials * len(sessions),
                 space=SPACE_BY_VERTICES.get(n_vertices["lh"], f"fsaverage-{n_vertices['lh']}"),
-                n_vertices=n_vertices, vertices=vertices, notes=notes, counts=acc.count)
+                n_vertices=n_vertices, vertices=vertices, notes=notes, chunk=chunk)
 
 
 def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progress: ProgressFn = None,
@@ -397,11 +456,39 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
     shared_csv = set(info.loc[info["shared1000"].astype(bool), "nsdId"].astype(int))
     if shared_csv and shared_csv != set(design["sharedix"].tolist()):
         raise NSDFormatError(f"{root / STIM_INFO}: column 'shared1000' disagrees with sharedix in {EXPDESIGN}")
-    d = load_nsd_betas(root, subject, sessions, vertices, progress)
-    betas, reps, ncsnr = d["betas"], d["reps"], d["ncsnr"]
-    seen = reps > 0
+    # the betas go to a file in the workspace's staging folder while they are read (minutes for a full subject,
+    # with no writer open, so the app keeps reading), and are adopted by the writer at the end
+    stage_dir = ws.path / "staging"
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    stage = stage_dir / f"betas_{subject}.{uuid.uuid4().hex[:8]}.npy"
+    kept = stage.with_suffix(".kept.npy")
+    try:
+        return _import_nsd(ws, root, subject, sessions, vertices, progress, coco_captions, algonauts_rois, info,
+                           design, hdf5, shape, stage, kept)
+    finally:
+        stage.unlink(missing_ok=True)
+        kept.unlink(missing_ok=True)
+
+
+def _take_columns(src: np.ndarray, keep: np.ndarray, out: Path) -> Path:
+    """Write the ``keep`` columns of ``src`` to the ``.npy`` file ``out``, a block of rows at a time."""
+    dst = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(src.shape[0], int(keep.sum())))
+    rows = max(1, 2 ** 25 // max(src.shape[1], 1))  # about 128 MB of rows at a time
+    for a in range(0, src.shape[0], rows):
+        dst[a:a + rows] = src[a:a + rows][:, keep]
+    dst.flush()
+    del dst
+    return out
+
+
+def _import_nsd(ws, root, subject, sessions, vertices, progress, coco_captions, algonauts_rois, info, design,
+                hdf5, shape, stage, kept) -> ImportReport:
+    d = load_nsd_betas(root, subject, sessions, vertices, progress, out=stage)
+    reps, ncsnr, seen = d["reps"], d["ncsnr"], d["seen"]
     # voxels with no valid beta for some seen image cannot be modelled: report and drop them
-    keep = (d["counts"][seen] > 0).all(axis=0)
+    keep = d["keep"]
+    betas_file = stage if keep.all() else _take_columns(d["betas"], keep, kept)
+    del d["betas"]
     rep = ImportReport(subject, d["space"], d["sessions"], d["n_trials"], int(seen.sum()), int(keep.sum()),
                        d["notes"], int((~keep).sum()))
     ncsnr_dir = root / BETAS.format(subject=subject)
@@ -451,7 +538,7 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
         if not tx.sql("SELECT count(*) FROM roi_labels")[0][0]:
             tx.insert_df("roi_labels", roi_label_frame())
         write_subject(tx, run, subject, d["space"], "nsd", len(d["sessions"]), d["n_trials"], image_ids, reps,
-                      betas[:, keep], ncsnr[keep], d["hemi"][keep], d["vertex"][keep], labels,
+                      betas_file, ncsnr[keep], d["hemi"][keep], d["vertex"][keep], labels,
                       shared_mask=shared_mask)
         tx.set_meta(complete="true")
     return rep

@@ -6,6 +6,9 @@ table with NSD-style ROI labels and noise ceilings, and the ROI label names.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -37,18 +40,23 @@ def roi_label_frame() -> pd.DataFrame:
 
 
 def write_subject(tx, run: str, subject: str, space: str, source: str, n_sessions: int, n_trials: int,
-                  image_ids: np.ndarray, reps: np.ndarray, betas: np.ndarray, ncsnr: np.ndarray, hemi: np.ndarray,
+                  image_ids: np.ndarray, reps: np.ndarray, betas: np.ndarray | Path, ncsnr: np.ndarray, hemi: np.ndarray,
                   vertex: np.ndarray, labels: dict[str, np.ndarray], n_shared: int | None = None,
                   shared_mask: np.ndarray | None = None) -> None:
     """Store one subject's preprocessed betas (only images actually seen) and its voxel table.
 
-    image_ids: (n_rows,) stimulus id of each row of ``betas``; reps: (n_rows,) presentations;
+    image_ids: (n_rows,) stimulus id of each row of ``betas``; reps: (n_rows,) presentations; ``betas`` may
+    also be the path of an ``.npy`` holding only the seen rows (adopted into the workspace, never read whole);
     the test split is the shared images (the first ``n_shared`` rows, or ``shared_mask``)."""
     seen = reps > 0
     is_test = shared_mask if shared_mask is not None else (np.arange(reps.size) < (n_shared or 0))
-    betas = betas[seen]
-    tx.put_array(f"betas_{subject}", np.ascontiguousarray(betas, np.float32), run,
-                 f"{subject}: z-scored per session, repeats averaged (n_images_seen, n_voxels)")
+    what = f"{subject}: z-scored per session, repeats averaged (n_images_seen, n_voxels)"
+    if isinstance(betas, Path):  # an .npy of the seen rows only, written outside the writer: adopted, not copied
+        path = tx.new_array_path(f"betas_{subject}")
+        os.replace(betas, path)
+        tx.put_array(f"betas_{subject}", path, run, what)
+    else:
+        tx.put_array(f"betas_{subject}", np.ascontiguousarray(betas[seen], np.float32), run, what)
     ss = pd.DataFrame({"subject": subject, "row": np.arange(int(seen.sum())), "stim_id": image_ids[seen],
                        "n_reps": reps[seen], "split": np.where(is_test[seen], "test", "train")})
     tx.sql("DELETE FROM subject_stimuli WHERE subject = ?", [subject])

@@ -47,18 +47,23 @@ def _t(a, device):
 
 
 def fit_ridge_cv(X, Y, alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cpu", chunk: int = 4096,
-                 progress: ProgressFn = None) -> RidgeFit:
-    """Fit ridge per target with its own alpha from ``alphas`` chosen by ``cv`` ('loo' or 'gcv')."""
+                 progress: ProgressFn = None, rows: np.ndarray | None = None) -> RidgeFit:
+    """Fit ridge per target with its own alpha from ``alphas`` chosen by ``cv`` ('loo' or 'gcv').
+
+    ``Y`` may be memory-mapped and larger than memory: it is read ``chunk`` targets at a time, and only its
+    ``rows`` (an index of the samples; all when None), so a full-size subject's betas are never loaded whole."""
     import torch  # here, not at import: pages that only read stored results never load torch
 
     if cv not in ("loo", "gcv"):
         raise InvalidInputError(f"cv must be 'loo' or 'gcv', got {cv!r}")
     X = np.asarray(X, np.float32)
-    Y = np.asarray(Y, np.float32)
-    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise InvalidInputError(f"X {X.shape} and Y {Y.shape} must be (n_samples, n_features) and "
+    if not isinstance(Y, np.ndarray):
+        Y = np.asarray(Y, np.float32)
+    n_rows = Y.shape[0] if rows is None else len(rows)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != n_rows:
+        raise InvalidInputError(f"X {X.shape} and Y {(n_rows,) + Y.shape[1:]} must be (n_samples, n_features) and "
                                 "(n_samples, n_targets)")
-    if not np.isfinite(X).all() or not np.isfinite(Y).all():
+    if not np.isfinite(X).all():
         raise InvalidInputError("X and Y must be finite (no NaN/inf)")
     n, p = X.shape
     alphas_t = torch.tensor(sorted(alphas), dtype=torch.float32, device=device)
@@ -80,7 +85,10 @@ def fit_ridge_cv(X, Y, alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cp
         gcv_scale = 1.0 / (n * (1 - dof / n).clamp_min(1e-6) ** 2)
     for a in range(0, n_targets, chunk):
         b = min(a + chunk, n_targets)
-        Yc = _t(Y[:, a:b], device)
+        block = np.asarray(Y[:, a:b] if rows is None else Y[rows, a:b], np.float32)
+        if not np.isfinite(block).all():
+            raise InvalidInputError(f"X and Y must be finite (no NaN/inf): Y has NaN/inf in targets {a}-{b - 1}")
+        Yc = _t(block, device)
         y_mean = Yc.mean(0)
         Yc = Yc - y_mean
         Z = U.T @ Yc  # (k, t)

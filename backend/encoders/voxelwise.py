@@ -46,11 +46,19 @@ def design_matrices(ws: Workspace, subject: str, features: np.ndarray):
 
 def fit_encoder(ws: Workspace, subject: str, features: np.ndarray, feature_key: str, model_id: str,
                 alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cpu", progress: ProgressFn = None) -> dict:
-    """Fit, evaluate and store the encoder of ``subject``. Returns a summary with per-ROI medians."""
-    Xtr, Ytr, Xte, Yte, rows = design_matrices(ws, subject, features)
-    if len(Xte) == 0:
+    """Fit, evaluate and store the encoder of ``subject``. Returns a summary with per-ROI medians.
+
+    The betas stay memory-mapped: the ridge reads them a chunk of voxels at a time (any subject size)."""
+    betas, rows = subject_betas(ws, subject)
+    pos = np.searchsorted(stimulus_ids(ws), rows.stim_id.to_numpy())
+    X = np.asarray(features, np.float32)[pos]
+    train = np.flatnonzero((rows.split == "train").to_numpy())
+    test = np.flatnonzero((rows.split != "train").to_numpy())
+    if len(test) == 0:
         raise InvalidInputError(f"{subject} has no test images (split = 'test' in subject_stimuli)")
-    fit = fit_ridge_cv(Xtr, Ytr, alphas=alphas, cv=cv, device=device, progress=progress)
+    Xtr, Xte = X[train], X[test]
+    fit = fit_ridge_cv(Xtr, betas, alphas=alphas, cv=cv, device=device, progress=progress, rows=train)
+    Yte = np.asarray(betas[test], np.float32)
     return store_encoder(ws, subject, "ridge", fit.coef.T, fit.intercept, feature_key, model_id, Xte, Yte,
                          n_train=len(Xtr), cv=cv, alpha=fit.alpha, progress=progress,
                          parameters={"cv": cv, "alphas": list(map(float, alphas)),
@@ -67,9 +75,12 @@ def store_encoder(ws: Workspace, subject: str, method: str, W: np.ndarray, b: np
     Returns a summary: run, n_train, n_test, median test r, median noise-ceiling-normalised R^2 per ROI."""
     from ..store import encoding_key
 
-    pred = Xte @ W.T + b
-    r = pearson_columns(Yte, pred)
-    r2 = r2_columns(Yte, pred)
+    n_vox = W.shape[0]
+    r, r2 = np.empty(n_vox, np.float32), np.empty(n_vox, np.float32)
+    for a in range(0, n_vox, 8192):  # a block of voxels at a time: bounded memory for any subject size
+        pred = Xte @ W[a:a + 8192].T + b[a:a + 8192]
+        r[a:a + 8192] = pearson_columns(Yte[:, a:a + 8192], pred)
+        r2[a:a + 8192] = r2_columns(Yte[:, a:a + 8192], pred)
     vox = ws.query("SELECT voxel, roi, noise_ceiling_test FROM voxels WHERE subject = ? ORDER BY voxel", [subject])
     nc = vox.noise_ceiling_test.to_numpy(np.float32) / 100
     with np.errstate(invalid="ignore", divide="ignore"):
