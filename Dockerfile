@@ -12,6 +12,10 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow \
     VOXELSCOPE_WORKSPACE=/data/workspace
 
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# the base image's tag pins the distribution; its security updates are wanted, so package versions are not pinned
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
       libegl1 libegl-mesa0 libgl1-mesa-dri ca-certificates \
@@ -28,5 +32,5 @@ COPY . .
 
 VOLUME /data
 EXPOSE 8501
-HEALTHCHECK CMD python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health')"
+HEALTHCHECK CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health')"]
 CMD ["./dev.sh", "app", "--server.address", "0.0.0.0"]

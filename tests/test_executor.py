@@ -1,5 +1,5 @@
-"""The Ray executor: a local Ray cluster of 2 CPUs captions voxels exactly as the local executor does and samples
-BrainDiVE seed batches as it does, stored by the one writer, and a run stopped part-way resumes under Ray with no
+"""The Ray executor: a local Ray cluster of 2 CPUs captions voxels exactly as the local executor does, embeds
+stimuli and fits encoders by blocks of voxels with the same results, and samples BrainDiVE seed batches as it does, stored by the one writer, and a run stopped part-way resumes under Ray with no
 duplicate rows."""
 from __future__ import annotations
 
@@ -114,6 +114,41 @@ def test_ray_braindive_batches_equal_the_local_executors_and_a_stopped_run_resum
     diff = np.abs(run_images(local, ra).astype(int) - run_images(remote, rb).astype(int))
     assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 4, (diff.mean(), diff.max())
     assert list(ra.kept) == list(rb.kept)
+
+
+def test_ray_encoder_fits_equal_the_local_executors(fitted_world, ray_executor):
+    import numpy as np
+
+    from backend.datasets.reading import subject_betas
+    from backend.encoders import fit_ridge_cv
+
+    ws, _, feats, *_ = fitted_world
+    betas, rows = subject_betas(ws, "subj01")
+    train = np.flatnonzero((rows.split == "train").to_numpy())
+    X = np.asarray(feats, np.float32)[:len(train)]
+    # blocks of 500 voxels: several Ray tasks, read from the memory-mapped betas one block at a time
+    local = fit_ridge_cv(X, betas, rows=train, chunk=500, executor=LocalExecutor())
+    remote = fit_ridge_cv(X, betas, rows=train, chunk=500, executor=ray_executor)
+    assert betas.shape[1] > 1000
+    assert np.allclose(remote.coef, local.coef, atol=1e-5) and np.array_equal(remote.alpha, local.alpha)
+    assert np.allclose(remote.intercept, local.intercept, atol=1e-5)
+
+
+def test_ray_stimulus_features_equal_the_stored_local_ones(fitted_world, ray_executor, tmp_path):
+    import numpy as np
+
+    from backend.encoders.features import stimulus_features, stored_features
+    from backend.models import model_config
+
+    ws, emb, feats, key, _ = fitted_world
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(ws.path, copy.path, ignore=shutil.ignore_patterns("write.lock"))
+    with copy.writer() as tx:
+        tx.sql("DELETE FROM feature_sets WHERE key = ?", [key])
+    # 2,300 stimuli: three chunks, each embedded by a Ray worker that loads the embedder from its folder
+    got, got_key = stimulus_features(copy, emb, model_config()["embedder"]["path"], executor=ray_executor)
+    assert got_key == key and np.allclose(got, feats, atol=1e-5)
+    assert np.allclose(stored_features(copy, key), feats, atol=1e-5)
 
 
 def test_an_unknown_executor_is_refused_by_name():

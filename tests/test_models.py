@@ -300,3 +300,14 @@ def test_the_code_generator_trains_resumes_and_samples_from_text_image_and_image
                                               "labels": labels}, per_category=2, n_uncond=8, steps=2)
     assert set(rep["ceiling_through_generator_autoencoder"]) == set(rep["conditional"])
     assert 0 <= rep["conditional_overall"] <= 1 and np.isfinite(rep["frechet_judge_features"])
+
+
+def test_the_default_device_is_the_gpu_when_present_and_can_be_set(monkeypatch):
+    import torch
+
+    from backend.models import default_device
+
+    monkeypatch.delenv("VOXELSCOPE_DEVICE", raising=False)
+    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("VOXELSCOPE_DEVICE", "cuda:1")
+    assert default_device() == "cuda:1"

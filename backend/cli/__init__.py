@@ -71,6 +71,10 @@ def main(argv=None) -> int:
     from ..store import Workspace
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) == "auto":
+        from ..models import default_device
+
+        args.device = default_device()
     ws = Workspace(args.workspace)
     try:
         return args.func(ws, args)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError
 
+DEVICE_HELP = "cpu, cuda, cuda:1, ... (default auto: $VOXELSCOPE_DEVICE, else cuda when a GPU is visible, else cpu)"
+
 
 def int_ranges(text: str | None) -> list[int] | None:
     """``"1-3,7"`` -> ``[1, 2, 3, 7]``; None for an empty value (meaning: all)."""

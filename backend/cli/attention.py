@@ -1,7 +1,7 @@
 """``python -m backend attention fit|compare|evaluate|objects|map``: the attention-routing encoder and its maps."""
 from __future__ import annotations
 
-from ._args import progress_bar
+from ._args import DEVICE_HELP, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     f.add_argument("--batch-size", type=int, default=d.batch_size)
     f.add_argument("--seed", type=int, default=d.seed)
     f.add_argument("--if-missing", action="store_true", help="only subjects without an attention encoder")
-    f.add_argument("--device", default="cpu")
+    f.add_argument("--device", default="auto", help=DEVICE_HELP)
     f.set_defaults(func=fit)
     c = asub.add_parser("compare", help="per ROI: median R^2/NC of the attention encoder vs ridge")
     c.add_argument("--subject", nargs="*", default=None)

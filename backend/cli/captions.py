@@ -1,7 +1,7 @@
 """``python -m backend captions ...``: banks, the caption runner, evaluation, search."""
 from __future__ import annotations
 
-from ._args import int_ranges, progress_bar
+from ._args import DEVICE_HELP, int_ranges, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -12,14 +12,14 @@ def add_parser(sub) -> None:
     csub = p.add_subparsers(dest="cap_cmd", required=True)
     b = csub.add_parser("bank-demo", help="render and embed the demo image bank (50,000 unseen images)")
     b.add_argument("--n", type=int, default=50_000)
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--device", default="auto", help=DEVICE_HELP)
     b.set_defaults(func=bank_demo)
     i = csub.add_parser("bank-import", help="register a bank of image embeddings (.npy, n x dim)")
     i.add_argument("name")
     i.add_argument("embeddings")
     i.add_argument("--captions", help="text file, one caption per line, same order")
     i.add_argument("--images", help="text file, one image path per line, same order")
-    i.add_argument("--device", default="cpu")
+    i.add_argument("--device", default="auto", help=DEVICE_HELP)
     i.set_defaults(func=bank_import)
     for name, hlp, func in (("run", "caption every voxel (resumes an interrupted run)", run),
                             ("evaluate", "sentence-level prediction, diversity and the ground-truth check", evaluate),
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
         r.add_argument("--method", nargs="*", default=None, choices=methods)
         r.add_argument("--bank", default="demo")
         r.add_argument("--batch", type=int, default=256)
-        r.add_argument("--device", default="cpu")
+        r.add_argument("--device", default="auto", help=DEVICE_HELP)
         r.add_argument("--overwrite", action="store_true", help="replace captions made with other parameters")
         r.add_argument("--n", type=int, default=50_000, help="size of the demo bank if it is built")
         r.add_argument("--voxels", default=None, help="only these voxels, e.g. 0-499 (default: all)")

@@ -1,7 +1,7 @@
 """``python -m backend encoder fit|halves|in-context|in-context-train``: voxel-wise encoders."""
 from __future__ import annotations
 
-from ._args import progress_bar
+from ._args import DEVICE_HELP, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -11,12 +11,15 @@ def add_parser(sub) -> None:
     f.add_argument("--subject", nargs="*", default=None, help="default: every subject")
     f.add_argument("--cv", choices=["gcv", "loo"], default="gcv")
     f.add_argument("--if-missing", action="store_true", help="only subjects without an encoder")
-    f.add_argument("--device", default="cpu")
+    f.add_argument("--device", default="auto", help=DEVICE_HELP)
+    f.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where blocks of voxels are fitted: this process (default, or $VOXELSCOPE_EXECUTOR) or Ray "
+                        "($RAY_ADDRESS, else a local Ray cluster); the encoders are stored here either way")
     f.set_defaults(func=fit)
     h = esub.add_parser("halves", help="fit each subject's encoder again on each half of its training images "
                                        "(BrainDiVE guides with one, re-ranks with the other)")
     h.add_argument("--subject", nargs="*", default=None, help="default: every subject")
-    h.add_argument("--device", default="cpu")
+    h.add_argument("--device", default="auto", help=DEVICE_HELP)
     h.set_defaults(func=halves)
     c = esub.add_parser("in-context", help="a subject's encoders from its first N images with the in-context "
                                            "encoder (BraInCoRL-style: no fitting, one forward pass)")
@@ -26,7 +29,7 @@ def add_parser(sub) -> None:
                    help="its first N training images (as its first sessions would give them) or a random draw")
     c.add_argument("--seed", type=int, default=0, help="the random draw's seed (--order random)")
     c.add_argument("--model", default=None, help="in-context encoder folder (default: models.toml)")
-    c.add_argument("--device", default="cpu")
+    c.add_argument("--device", default="auto", help=DEVICE_HELP)
     c.set_defaults(func=in_context)
     t = esub.add_parser("in-context-train", help="train the in-context encoder on subjects with many images "
                                                  "(checkpointed: rerun the same command to resume)")
@@ -34,7 +37,7 @@ def add_parser(sub) -> None:
     t.add_argument("--out", required=True, help="model folder to write")
     t.add_argument("--steps", type=int, default=4000)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default="auto", help=DEVICE_HELP)
     t.set_defaults(func=in_context_train)
 
 
@@ -44,7 +47,7 @@ def fit(ws, args) -> int:
     bar = progress_bar()
     try:
         results = fit_encoders(ws, args.subject, device=args.device, cv=args.cv, only_missing=args.if_missing,
-                               progress=bar)
+                               progress=bar, executor=args.executor)
     finally:
         bar.close()
     for res in results:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._args import DEVICE_HELP
+
 
 def add_parser(sub) -> None:
     from ..explore.overlays import OVERLAYS
@@ -29,7 +31,7 @@ def add_parser(sub) -> None:
     o.add_argument("--threshold", type=float, default=None)
     o.add_argument("--surface", default="inflated", choices=["inflated", "pial", "white"])
     o.add_argument("--no-outlines", action="store_true")
-    o.add_argument("--device", default="cpu")
+    o.add_argument("--device", default="auto", help=DEVICE_HELP)
     o.set_defaults(func=overlay)
 
 

@@ -1,7 +1,7 @@
 """``python -m backend reconstruction clusters|fit|run|evaluate|list``: Brain-IT image reconstruction."""
 from __future__ import annotations
 
-from ._args import progress_bar
+from ._args import DEVICE_HELP, progress_bar
 
 
 def _recon_args(p) -> None:
@@ -10,7 +10,7 @@ def _recon_args(p) -> None:
     p.add_argument("--strength", type=float, default=0.7, help="img2img strength (0 keeps the low-level image)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance on the predicted embedding")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def add_parser(sub) -> None:
@@ -26,8 +26,10 @@ def add_parser(sub) -> None:
                    help="that subject gets only 2 sessions' worth of training images")
     f.add_argument("--alone", action="store_true", help="with --one-hour: train on that subject alone")
     f.add_argument("--epochs", type=int, default=None)
+    f.add_argument("--min-steps", type=int, default=None,
+                   help="small data gets more epochs, up to this many steps (default 600; 0 = just --epochs)")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--device", default="cpu")
+    f.add_argument("--device", default="auto", help=DEVICE_HELP)
     f.set_defaults(func=fit)
     r = rsub.add_parser("run", help="reconstruct a subject's test images with a stored decoder (resumable)")
     r.add_argument("decoder", help="decoder id (`reconstruction list`), or 'bit' / 'ridge' for the newest full one")
@@ -69,7 +71,8 @@ def fit(ws, args) -> int:
         if args.kind == "ridge":
             did = fit_ridge_decoder(ws, one_hour=args.one_hour, device=args.device, progress=bar)
         else:
-            cfg = BITConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+            cfg = BITConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}),
+                            **({"min_steps": args.min_steps} if args.min_steps is not None else {}))
             did = fit_bit(ws, cfg=cfg, one_hour=args.one_hour, alone=args.alone, device=args.device, progress=bar)
     finally:
         bar.close()

@@ -1,7 +1,7 @@
 """``python -m backend synthesis run|evaluate|list``: BrainDiVE images a target is predicted to prefer."""
 from __future__ import annotations
 
-from ._args import progress_bar
+from ._args import DEVICE_HELP, progress_bar
 
 
 def _guidance_args(p) -> None:
@@ -15,7 +15,7 @@ def _guidance_args(p) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--keep", type=float, default=0.2, help="share kept after re-ranking")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="where seed batches are sampled: this process (default, or $VOXELSCOPE_EXECUTOR; live preview) "
                         "or Ray ($RAY_ADDRESS, else a local Ray cluster; GPU tasks ask for one GPU each)")

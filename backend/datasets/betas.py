@@ -90,22 +90,29 @@ class RepeatAverager:
             self.count[rows] += valid[sel]
             remaining = np.delete(remaining, first)
 
-    def result(self):
+    def result(self, block: int = 1024):
         """Returns (betas (n_images, n_voxels) float32 with NaN where no valid trial, reps (n_images,),
-        ncsnr (n_voxels,), NaN when no image was shown twice)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            c = self.count.astype(np.float32)
-            mean = np.where(c > 0, self.sum / np.maximum(c, 1), np.nan).astype(np.float32)
-            var = (self.sumsq - c * mean ** 2) / (c - 1)
+        ncsnr (n_voxels,), NaN when no image was shown twice).
+
+        Consumes the accumulator: the betas are written over its sums, ``block`` voxels at a time, so the peak
+        memory stays that of the accumulator itself (a full-size subject's import depends on it)."""
+        n_vox = self.sum.shape[1]
         reps = self.trials
         full = min(int(reps.max()) if reps.size else 0, 3)
-        if full < 2:
-            return mean, reps, np.full(self.sum.shape[1], np.nan, np.float32)
-        use = (c == full)  # per voxel: images with all `full` repeats valid
-        n_use = use.sum(axis=0)
-        noise_var = np.where(use, var, 0).sum(axis=0) / np.maximum(n_use, 1)
-        noise_var = np.where(n_use > 0, noise_var, np.nan)
-        signal = np.sqrt(np.maximum(1 - noise_var, 0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ncsnr = (signal / np.sqrt(noise_var)).astype(np.float32)
+        ncsnr = np.full(n_vox, np.nan, np.float32)
+        for a in range(0, n_vox, block):
+            sl = slice(a, a + block)
+            c = self.count[:, sl].astype(np.float32)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(c > 0, self.sum[:, sl] / np.maximum(c, 1), np.nan).astype(np.float32)
+                if full >= 2:
+                    var = (self.sumsq[:, sl] - c * mean ** 2) / (c - 1)
+                    use = c == full  # per voxel: images with all `full` repeats valid
+                    n_use = use.sum(axis=0)
+                    noise_var = np.where(use, var, 0).sum(axis=0) / np.maximum(n_use, 1)
+                    noise_var = np.where(n_use > 0, noise_var, np.nan)
+                    signal = np.sqrt(np.maximum(1 - noise_var, 0))
+                    ncsnr[sl] = signal / np.sqrt(noise_var)
+            self.sum[:, sl] = mean
+        mean, self.sum, self.sumsq = self.sum, None, None
         return mean, reps, ncsnr

@@ -326,9 +326,22 @@ def read_session(session: dict, vertices: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def voxel_chunk(n_images: int, n_trials: int, memory_mb: float) -> int:
-    """Voxels per chunk so that one chunk's repeat accumulators (9 bytes per image and voxel) and one session's
-    betas with their z-scores (12 bytes per trial and voxel) fit in ``memory_mb``."""
-    return max(1, int(memory_mb * 2 ** 20 // (9 * n_images + 12 * n_trials)))
+    """Voxels per chunk so that one chunk's repeat accumulators (9 bytes per image and voxel, and a byte of masks)
+    and one session's betas with their z-scores (12 bytes per trial and voxel) fit in ``memory_mb``."""
+    return max(1, int(memory_mb * 2 ** 20 // (10 * n_images + 12 * n_trials)))
+
+
+def _write_columns(path: Path, offset: int, block: np.ndarray, first: int, n_cols: int) -> None:
+    """Write ``block`` (rows, k) as columns ``first .. first + k`` of the C-order float32 ``.npy`` at ``path``."""
+    import os
+
+    block = np.ascontiguousarray(block, np.float32)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for i in range(block.shape[0]):
+            os.pwrite(fd, block[i].tobytes(), offset + (i * n_cols + first) * 4)
+    finally:
+        os.close(fd)
 
 
 def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progress: ProgressFn = None,
@@ -385,8 +398,10 @@ def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progr
     n_vox, n_seen = vertex.size, int(seen.sum())
     if out is None:
         betas = np.empty((n_seen, n_vox), np.float32)
-    else:
-        betas = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_seen, n_vox))
+    else:  # the file is written with pwrite, row segment by row segment: no mapping fills the page tables
+        header = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_seen, n_vox))
+        offset = header.offset
+        del header
     ncsnr = np.empty(n_vox, np.float32)
     keep = np.empty(n_vox, bool)
     short = np.empty(n_vox, np.int32)  # images averaged over fewer repeats than shown (NaN trials)
@@ -409,13 +424,16 @@ def load_nsd_betas(root: Path, subject: str, sessions=None, vertices=None, progr
             acc.add_session(zscore_session(data), seen_row[image_rows[s]])
             read_mb += mb[s] * (b - a) / n_vox
             report(progress, stage, round(read_mb, 1), round(total_mb, 1))
-        mean, _, ncsnr[a:b] = acc.result()
-        betas[:, a:b] = mean
         keep[a:b] = (acc.count > 0).all(axis=0)
         short[a:b] = (acc.count < np.minimum(acc.trials, 255)[:, None]).sum(axis=0)
+        mean, _, ncsnr[a:b] = acc.result()
+        if out is None:
+            betas[:, a:b] = mean
+        else:
+            _write_columns(out, offset, mean, a, n_vox)
         del acc, mean
     if out is not None:
-        betas.flush()
+        betas = np.load(out, mmap_mode="r")
     notes = [f"session {s:02d}: {nan_vox[s]} voxels have NaN betas in {int(nan_trials[s].sum())} of {n_trials} "
              "trials; those trials are left out of their z-scores and averages" for s in sessions if nan_vox[s]]
     if not np.isfinite(ncsnr).any():

@@ -19,7 +19,7 @@ from ..datasets.reading import stimulus_images
 from ..errors import NotFoundError
 from ..store import ProgressFn, Workspace, report, stimulus_ids
 
-__all__ = ["stimulus_features", "stimulus_patch_tokens", "stored_features", "fingerprint", "feature_key",
+__all__ = ["stimulus_features", "embed_chunk", "stimulus_patch_tokens", "stored_features", "fingerprint", "feature_key",
            "contrast_energy_matrix", "caption_features"]
 
 
@@ -59,8 +59,22 @@ def _register(tx, key: str, model_id: str, fp: str, name: str, n: int, dim: int,
     tx.sql("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)", [key, model_id, fp, name, int(n), int(dim), run])
 
 
+_EMBEDDERS: dict = {}  # per process: (folder, device) -> embedder (a Ray worker loads its own, once)
+
+
+def embed_chunk(folder: str, device: str, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Unit image features of a chunk of images by the embedder in ``folder``: the task an executor maps over chunks
+    of stimuli. It never opens the workspace."""
+    key = (str(folder), str(device))
+    if (emb := _EMBEDDERS.get(key)) is None:
+        from ..models.embedder import load_embedder
+
+        emb = _EMBEDDERS[key] = load_embedder(folder, device)
+    return emb.image_features(np.asarray(images), batch_size=batch_size)
+
+
 def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str = "cpu", batch_size: int = 256,
-                      progress: ProgressFn = None) -> tuple[np.ndarray, str]:
+                      progress: ProgressFn = None, executor=None) -> tuple[np.ndarray, str]:
     """The embedder's image features of every stimulus, computed and stored on first use.
 
     Parameters
@@ -70,6 +84,9 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
     folder : path
         The embedder's model folder (its weights are fingerprinted, so retrained weights never reuse
         stale features).
+    executor : str or Executor, optional
+        Where chunks of 1,024 stimuli are embedded (``local``, the default: with ``embedder``; ``ray``: each worker
+        loads the embedder from ``folder``); stored here either way.
 
     Returns
     -------
@@ -82,13 +99,21 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
     key = feature_key(embedder.model_id, fp)
     if (have := _stored(ws, key)) is not None:
         return have, key
+    from ..executor import Executor, get_executor
+
+    ex = executor if isinstance(executor, Executor) else get_executor(executor)
     ids = stimulus_ids(ws)
     feats = np.empty((ids.size, embedder.dim), np.float32)
     step = 1024
-    for a in range(0, ids.size, step):
-        imgs = np.stack(stimulus_images(ws, ids[a:a + step]))
-        feats[a:a + step] = embedder.image_features(imgs, batch_size=batch_size)
-        report(progress, f"Embedding stimuli ({embedder.model_id})", min(a + step, ids.size), ids.size)
+    starts = range(0, ids.size, step)
+    tasks = ((str(folder), device, np.stack(stimulus_images(ws, ids[a:a + step])), batch_size) for a in starts)
+    _EMBEDDERS[(str(folder), str(device))] = embedder  # the local executor's tasks use it
+    try:
+        for a, f in zip(starts, ex.map(embed_chunk, tasks, num_gpus=1 if str(device).startswith("cuda") else 0)):
+            feats[a:a + step] = f
+            report(progress, f"Embedding stimuli ({embedder.model_id})", min(a + step, ids.size), ids.size)
+    finally:
+        _EMBEDDERS.pop((str(folder), str(device)), None)
     with ws.writer() as tx:
         run = tx.new_run("features", {"what": "image_features", "batch_size": batch_size, "n": int(ids.size)},
                          model_ids={"embedder": embedder.model_id, "fingerprint": fp})

@@ -45,10 +45,12 @@ def design_matrices(ws: Workspace, subject: str, features: np.ndarray):
 
 
 def fit_encoder(ws: Workspace, subject: str, features: np.ndarray, feature_key: str, model_id: str,
-                alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cpu", progress: ProgressFn = None) -> dict:
+                alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cpu", progress: ProgressFn = None,
+                executor=None) -> dict:
     """Fit, evaluate and store the encoder of ``subject``. Returns a summary with per-ROI medians.
 
-    The betas stay memory-mapped: the ridge reads them a chunk of voxels at a time (any subject size)."""
+    The betas stay memory-mapped: the ridge reads them a chunk of voxels at a time (any subject size), each chunk a
+    task of ``executor`` (:mod:`backend.executor`: local by default, or Ray across a cluster)."""
     betas, rows = subject_betas(ws, subject)
     pos = np.searchsorted(stimulus_ids(ws), rows.stim_id.to_numpy())
     X = np.asarray(features, np.float32)[pos]
@@ -57,7 +59,8 @@ def fit_encoder(ws: Workspace, subject: str, features: np.ndarray, feature_key: 
     if len(test) == 0:
         raise InvalidInputError(f"{subject} has no test images (split = 'test' in subject_stimuli)")
     Xtr, Xte = X[train], X[test]
-    fit = fit_ridge_cv(Xtr, betas, alphas=alphas, cv=cv, device=device, progress=progress, rows=train)
+    fit = fit_ridge_cv(Xtr, betas, alphas=alphas, cv=cv, device=device, progress=progress, rows=train,
+                       executor=executor)
     Yte = np.asarray(betas[test], np.float32)
     return store_encoder(ws, subject, "ridge", fit.coef.T, fit.intercept, feature_key, model_id, Xte, Yte,
                          n_train=len(Xtr), cv=cv, alpha=fit.alpha, progress=progress,
@@ -138,7 +141,7 @@ def predict_images(ws: Workspace, subject: str, images, embedder, feature_key: s
 
 
 def fit_encoders(ws: Workspace, subjects=None, device: str = "cpu", cv: str = "gcv", only_missing: bool = False,
-                 progress: ProgressFn = None) -> list[dict]:
+                 progress: ProgressFn = None, executor=None) -> list[dict]:
     """Embed the stimuli with the configured embedder (cached) and fit an encoder per subject.
 
     Parameters
@@ -149,6 +152,9 @@ def fit_encoders(ws: Workspace, subjects=None, device: str = "cpu", cv: str = "g
         How each voxel's regularisation is chosen (see :func:`backend.encoders.ridge.fit_ridge_cv`).
     only_missing : bool
         Skip subjects that already have an encoder on these features.
+    executor : str or Executor, optional
+        Where chunks of stimuli are embedded and blocks of voxels are fitted (``local``, the default, or ``ray``);
+        stored here either way.
 
     Returns
     -------
@@ -161,8 +167,9 @@ def fit_encoders(ws: Workspace, subjects=None, device: str = "cpu", cv: str = "g
     names = [require_subject(ws, s) for s in subjects] if subjects else all_subjects(ws)  # before any work
     cfg = model_config()
     emb = load_role("embedder", device, cfg)
-    feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=device, progress=progress)
+    feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=device, progress=progress,
+                                   executor=executor)
     caption_features(ws, emb, key, progress=progress)  # what concept maps match a text against
     done = {s for s in names if only_missing and current_encoder(ws, s, key) is not None}
-    return [fit_encoder(ws, s, feats, key, emb.model_id, cv=cv, device=device, progress=progress)
+    return [fit_encoder(ws, s, feats, key, emb.model_id, cv=cv, device=device, progress=progress, executor=executor)
             for s in names if s not in done]

@@ -43,6 +43,14 @@ class JobCancelled(Exception):
 
 
 # ------------------------------------------------------------------------------------------ the kinds of job
+
+def _device(params: dict) -> str:
+    """The job's device: its ``device`` parameter, else :func:`backend.models.default_device` (a GPU when present)."""
+    from ..models import default_device
+
+    return params.get("device") or default_device()
+
+
 def _world(ws: Workspace, params: dict, progress) -> list[str]:
     from ..datasets.demo import build_demo_world, default_config, tiny_config
 
@@ -62,14 +70,15 @@ def _world(ws: Workspace, params: dict, progress) -> list[str]:
 def _encoders(ws: Workspace, params: dict, progress) -> list[str]:
     from ..encoders import fit_encoders
 
-    return [r["run"] for r in fit_encoders(ws, params.get("subjects"), device=params.get("device", "cpu"),
+    return [r["run"] for r in fit_encoders(ws, params.get("subjects"), device=_device(params),
+                                           executor=params.get("executor"),
                                            only_missing=True, progress=progress)]
 
 
 def _incontext(ws: Workspace, params: dict, progress) -> list[str]:
     from ..encoders import fit_incontext_encoder, load_incontext_model
 
-    device = params.get("device", "cpu")
+    device = _device(params)
     model = load_incontext_model(device=device)
     return [fit_incontext_encoder(ws, s, int(params["n_images"]), order=params.get("order", "first"),
                                   seed=int(params.get("seed", 0)), model=model, device=device,
@@ -79,7 +88,7 @@ def _incontext(ws: Workspace, params: dict, progress) -> list[str]:
 def _captions(ws: Workspace, params: dict, progress) -> list[str]:
     from ..captions import caption_all
 
-    res = caption_all(ws, params.get("subjects"), methods=params.get("methods"), device=params.get("device", "cpu"),
+    res = caption_all(ws, params.get("subjects"), methods=params.get("methods"), device=_device(params),
                       batch=int(params.get("batch", 256)), voxels=params.get("voxels"),
                       bank_size=int(params.get("bank_size", 50_000)), progress=progress, log=lambda m: None,
                       executor=params.get("executor"))
@@ -90,7 +99,7 @@ def _attention(ws: Workspace, params: dict, progress) -> list[str]:
     from ..encoders import AttentionConfig, fit_attention_encoders
 
     cfg = AttentionConfig(**params.get("config", {}))
-    return [r["run"] for r in fit_attention_encoders(ws, params.get("subjects"), cfg, device=params.get("device", "cpu"),
+    return [r["run"] for r in fit_attention_encoders(ws, params.get("subjects"), cfg, device=_device(params),
                                                      only_missing=True, progress=progress)]
 
 
@@ -102,7 +111,7 @@ def _synthesis(ws: Workspace, params: dict, progress) -> list[str]:
         raise InvalidInputError(f"preview {preview!r}: expected a plain file name ending in .png")
     res = synthesize(ws, params["target"], n_seeds=int(params.get("n_seeds", 32)),
                      first_seed=int(params.get("first_seed", 0)), config=GuidanceConfig(**params.get("guidance", {})),
-                     keep=float(params.get("keep", 0.2)), device=params.get("device", "cpu"), progress=progress,
+                     keep=float(params.get("keep", 0.2)), device=_device(params), progress=progress,
                      preview_file=(ws.path / "previews" / preview) if preview else None,
                      executor=params.get("executor"))
     return [res["run_id"]]
@@ -112,7 +121,7 @@ def _synthesis_evaluation(ws: Workspace, params: dict, progress) -> list[str]:
     from ..synthesis import GuidanceConfig, evaluate_synthesis, stored_evaluation
 
     evaluate_synthesis(ws, params.get("subjects"), n_seeds=int(params.get("n_seeds", 100)),
-                       config=GuidanceConfig(**params.get("guidance", {})), device=params.get("device", "cpu"),
+                       config=GuidanceConfig(**params.get("guidance", {})), device=_device(params),
                        progress=progress, log=lambda m: None, executor=params.get("executor"))
     return [stored_evaluation(ws)[0]]
 
@@ -120,7 +129,7 @@ def _synthesis_evaluation(ws: Workspace, params: dict, progress) -> list[str]:
 def _reconstruction(ws: Workspace, params: dict, progress) -> list[str]:
     from ..reconstruction import ReconConfig, ensure_decoder, reconstruct
 
-    device = params.get("device", "cpu")
+    device = _device(params)
     decoder = ensure_decoder(ws, str(params.get("decoder", "bit")), device=device, progress=progress)
     res = reconstruct(ws, decoder, params["subject"], ReconConfig(**params.get("config", {})), device=device,
                       progress=progress)

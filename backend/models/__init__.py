@@ -23,7 +23,18 @@ from pathlib import Path
 from ..errors import InvalidInputError
 from .judge import load_judge
 
-__all__ = ["ROLES", "config_path", "model_config", "load_role", "models_summary", "load_judge"]
+__all__ = ["ROLES", "config_path", "model_config", "load_role", "models_summary", "load_judge", "default_device"]
+
+
+def default_device() -> str:
+    """The device work runs on when none is given: ``$VOXELSCOPE_DEVICE`` when set, else ``cuda`` when PyTorch
+    sees a CUDA GPU (the Docker image on a GPU host), else ``cpu``."""
+    env = os.environ.get("VOXELSCOPE_DEVICE", "").strip()
+    if env:
+        return env
+    import torch  # here: callers that never compute do not load torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ROLES = ("embedder", "generator", "captioner", "language_model", "sentence_embedder", "incontext_encoder")
