@@ -4,9 +4,9 @@ import streamlit as st
 
 st.set_page_config(page_title="VoxelScope", page_icon="🧠", layout="wide")
 
-from views._auth import require_password  # noqa: E402
+from views._auth import require_access  # noqa: E402
 
-require_password()  # only when $VOXELSCOPE_PASSWORD is set (serving on a network address needs it)
+require_access()  # an OIDC sign-in or $VOXELSCOPE_PASSWORD when configured (serving on a network address needs one)
 
 pages = [st.Page("views/home.py", title="Home", icon="🏠", default=True),
          st.Page("views/explorer.py", title="Cortex explorer", icon="🧠"),

@@ -1,10 +1,54 @@
-"""The password gate of an app served on a network address (``$VOXELSCOPE_PASSWORD``; see views/_serve.py)."""
+"""Who may open the app when it is served on a network address (see views/_serve.py): an OIDC sign-in (Streamlit's
+``st.login``, configured in ``.streamlit/secrets.toml`` under ``[auth]``), else the ``$VOXELSCOPE_PASSWORD`` gate.
+``$VOXELSCOPE_ALLOWED_EMAILS`` (addresses and ``@domain`` entries, comma-separated) narrows an OIDC sign-in to those
+accounts."""
 from __future__ import annotations
 
 import hmac
 import os
 
 import streamlit as st
+
+from views._serve import email_allowed
+
+
+def oidc_provider() -> str | None:
+    """'' for a single OIDC provider configured directly under ``[auth]``, the first ``[auth.NAME]`` provider's name,
+    or None when no sign-in is configured."""
+    try:
+        auth = st.secrets.get("auth")
+    except Exception:  # noqa: BLE001 - no secrets file, or an unreadable one: no sign-in configured
+        return None
+    if not auth or "redirect_uri" not in auth or "cookie_secret" not in auth:
+        return None
+    if "client_id" in auth:
+        return ""
+    return next((name for name, v in auth.items() if hasattr(v, "get") and "client_id" in v), None)
+
+
+def require_access() -> None:
+    """Stop the page (no page, no workspace read) until this session may see the app: signed in through OIDC (and
+    allowed) when that is configured, else past the password when ``$VOXELSCOPE_PASSWORD`` is set; else nothing."""
+    provider = oidc_provider()
+    if provider is None:
+        require_password()
+        return
+    if not st.user.is_logged_in:
+        st.title("VoxelScope · sign in")
+        st.write("This VoxelScope is shared on a network: sign in with your account to open it.")
+        st.button("Sign in" + (f" with {provider}" if provider else ""), type="primary",
+                  on_click=st.login, args=(provider,) if provider else ())
+        st.stop()
+    email = str(st.user.get("email") or "")
+    if not email_allowed(email, os.environ.get("VOXELSCOPE_ALLOWED_EMAILS", "")):
+        st.title("VoxelScope · no access")
+        st.error(f"{email or 'This account'} may not open this VoxelScope: ask whoever runs it to add the address "
+                 "(or its @domain) to VOXELSCOPE_ALLOWED_EMAILS.")
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
+    with st.sidebar:
+        st.caption(f"Signed in as {email}")
+        st.button("Sign out", on_click=st.logout, key="vs_sign_out")
 
 
 def require_password() -> None:

@@ -7,8 +7,9 @@ launcher imports them before the server answers its health check, then hands ove
 plus the reads its caches keep. ``./dev.sh app``, the Dockerfile and the browser tests start the app this way.
 
 It also guards exposure: the app listens on localhost (``.streamlit/config.toml``); ``--server.address`` with a
-network address starts only when ``$VOXELSCOPE_PASSWORD`` is set (every session then asks for it, ``app.py``), and
-the launcher says on start where the app listens and whether a password guards it.
+network address starts only with an OIDC sign-in configured (``[auth]`` in ``.streamlit/secrets.toml``: every
+session signs in, ``views/_auth.py``) or ``$VOXELSCOPE_PASSWORD`` set (every session asks for it), and the launcher
+says on start where the app listens and what guards it.
 """
 from __future__ import annotations
 
@@ -54,14 +55,54 @@ def listen_address(argv: list[str]) -> str:
     return "127.0.0.1"
 
 
+def secrets_files() -> list[Path]:
+    """Where Streamlit reads secrets by default: the user's ``~/.streamlit/secrets.toml``, then the working folder's."""
+    return [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
+
+
+def oidc_configured(files: list[Path] | None = None) -> str | None:
+    """The OIDC issuer (its ``server_metadata_url``) when a secrets file configures Streamlit's sign-in (``[auth]``
+    with ``redirect_uri``, ``cookie_secret`` and a client), else None."""
+    import tomllib
+
+    for f in files if files is not None else secrets_files():
+        try:
+            auth = tomllib.loads(f.read_text()).get("auth") or {}
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if "redirect_uri" not in auth or "cookie_secret" not in auth:
+            continue
+        clients = [auth] + [v for v in auth.values() if isinstance(v, dict)]
+        for c in clients:
+            if "client_id" in c:
+                return str(c.get("server_metadata_url", "an OIDC provider"))
+    return None
+
+
+def email_allowed(email: str, allowed: str) -> bool:
+    """Whether ``email`` is in ``allowed`` (comma-separated addresses and ``@domain`` entries; empty: everyone)."""
+    entries = [e.strip().lower() for e in allowed.split(",") if e.strip()]
+    if not entries:
+        return True
+    email = email.strip().lower()
+    return bool(email) and any(email == e or (e.startswith("@") and email.endswith(e)) for e in entries)
+
+
 def exposure_check(argv: list[str]) -> str:
-    """Refuse a network address without ``$VOXELSCOPE_PASSWORD``; returns the line to print on start."""
+    """Refuse a network address without an OIDC sign-in or ``$VOXELSCOPE_PASSWORD``; returns the line to print on
+    start."""
     address = listen_address(argv)
     if address in LOOPBACK:
         return f"VoxelScope: listening on {address} only (this machine); no password needed"
+    issuer = oidc_configured()
+    if issuer:
+        who = os.environ.get("VOXELSCOPE_ALLOWED_EMAILS", "")
+        return (f"VoxelScope: listening on {address} (reachable from the network); every session signs in through "
+                f"OIDC ({issuer})" + (f", accounts allowed: {who}" if who else ", any account of that provider"))
     if not os.environ.get("VOXELSCOPE_PASSWORD"):
-        raise SystemExit(f"VoxelScope: refusing to serve on the network address {address!r} without a password: set "
-                         "VOXELSCOPE_PASSWORD (every browser session will ask for it), or serve on 127.0.0.1 and "
+        raise SystemExit(f"VoxelScope: refusing to serve on the network address {address!r} without a password or a "
+                         "sign-in: set VOXELSCOPE_PASSWORD (every browser session will ask for it), or configure an "
+                         "OIDC sign-in ([auth] in .streamlit/secrets.toml, see the README), or serve on 127.0.0.1 and "
                          "reach it through an SSH tunnel")
     return (f"VoxelScope: listening on {address} (reachable from the network); every session needs the password "
             "in $VOXELSCOPE_PASSWORD")
