@@ -297,6 +297,28 @@ def test_algonauts_round_trip_gives_the_same_training_betas(tiny_ws, tmp_path):
         import_algonauts(Workspace(tmp_path / "ws3"), root, "subj02")
 
 
+def test_a_subject_image_list_that_disagrees_with_the_design_is_refused_naming_both_files(nsd_root, tmp_path):
+    root = _copy(nsd_root, tmp_path)
+    info = pd.read_csv(root / nsd.STIM_INFO, index_col=0)
+    seen = info.index[info["subject1"] == 1][:4]
+    info.loc[seen, "subject1"] = 0  # the CSV of another release: four of subj01's images are not listed
+    info.to_csv(root / nsd.STIM_INFO)
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(NSDFormatError, match=r"nsd_stim_info_merged\.csv: column 'subject1' lists .* but subjectim "
+                                             r"in .*nsd_expdesign\.mat .* 4 \(nsdId [\d, ]+ \.\.\.\) only in the design"):
+        import_nsd(ws, root, "subj01")
+    assert not ws.exists and not (ws.path / "arrays").exists()  # nothing written, not even the betas read
+
+
+def test_algonauts_images_listed_twice_are_refused(tiny_ws, tmp_path):
+    root = export_demo_algonauts(tiny_ws, tmp_path / "algonauts")
+    imgs = sorted((root / "subj02/training_split/training_images").glob("train-*_nsd-*.png"))
+    nsd_id = imgs[0].name.split("_nsd-")[1]
+    imgs[1].rename(imgs[1].with_name(imgs[1].name.split("_nsd-")[0] + "_nsd-" + nsd_id))
+    with pytest.raises(AlgonautsFormatError, match=r"1 NSD images appear under two file names \(e\.g\. nsd-"):
+        import_algonauts(Workspace(tmp_path / "ws"), root, "subj02")
+
+
 def test_the_import_reports_progress_per_session_in_megabytes(nsd_root, tmp_path):
     calls = []
     import_nsd(Workspace(tmp_path / "ws"), nsd_root, "subj01", sessions=[1, 2],

@@ -474,6 +474,7 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
     shared_csv = set(info.loc[info["shared1000"].astype(bool), "nsdId"].astype(int))
     if shared_csv and shared_csv != set(design["sharedix"].tolist()):
         raise NSDFormatError(f"{root / STIM_INFO}: column 'shared1000' disagrees with sharedix in {EXPDESIGN}")
+    check_image_list(root, info, design, subject)
     # the betas go to a file in the workspace's staging folder while they are read (minutes for a full subject,
     # with no writer open, so the app keeps reading), and are adopted by the writer at the end
     stage_dir = ws.path / "staging"
@@ -486,6 +487,26 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
     finally:
         stage.unlink(missing_ok=True)
         kept.unlink(missing_ok=True)
+
+
+def check_image_list(root: Path, info: pd.DataFrame, design: dict, subject: str) -> None:
+    """The subject's images in the design (``subjectim``) against the stimulus table's ``subjectN`` column (when it
+    has one): a mismatch means files from different releases or subjects, and stops the import naming both."""
+    k = _subject_index(subject)
+    col = f"subject{k + 1}"
+    if col not in info.columns or k >= design["subjectim"].shape[0]:
+        return
+    listed = set(info.loc[info[col].astype(bool), "nsdId"].astype(int))
+    design_ids = set(design["subjectim"][k].tolist())
+    if listed != design_ids:
+        def some(ids):
+            return f"{len(ids):,}" + (f" (nsdId {', '.join(map(str, ids[:3]))}{' ...' if len(ids) > 3 else ''})"
+                                      if ids else "")
+
+        raise NSDFormatError(
+            f"{root / STIM_INFO}: column '{col}' lists {len(listed):,} images for {subject} but subjectim in "
+            f"{root / EXPDESIGN} has {len(design_ids):,}; {some(sorted(listed - design_ids))} only in the CSV, "
+            f"{some(sorted(design_ids - listed))} only in the design: are both files from the same NSD release?")
 
 
 def _take_columns(src: np.ndarray, keep: np.ndarray, out: Path) -> Path:
