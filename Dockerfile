@@ -10,7 +10,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow \
-    VOXELSCOPE_WORKSPACE=/data/workspace
+    VOXELSCOPE_WORKSPACE=/data/workspace \
+    MALLOC_ARENA_MAX=2
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 

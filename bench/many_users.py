@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -118,8 +119,11 @@ def main() -> None:
         t0 = time.perf_counter()
         times, errors, peak = asyncio.run(run(url, args.sessions, port))
         wall = time.perf_counter() - t0
+        time.sleep(5)
+        after = tree_rss_mb(port)
     print(f"\n{args.sessions} concurrent sessions, {wall:.0f} s in all; server RSS {before:.0f} MB before, "
-          f"{peak:.0f} MB at peak")
+          f"{peak:.0f} MB at peak, {after:.0f} MB after the sessions closed (MALLOC_ARENA_MAX="
+          f"{os.environ.get('MALLOC_ARENA_MAX', 'unset')})")
     print("| action | n | median (s) | 95th percentile (s) |")
     print("|---|---|---|---|")
     for name, ts in times.items():
