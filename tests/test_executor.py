@@ -1,5 +1,5 @@
 """The Ray executor: a local Ray cluster of 2 CPUs captions voxels exactly as the local executor does, embeds
-stimuli and fits encoders by blocks of voxels with the same results, and samples BrainDiVE seed batches as it does, stored by the one writer, and a run stopped part-way resumes under Ray with no
+stimuli, fits encoders by blocks of voxels and attention encoders by subject with the same results, and samples BrainDiVE seed batches as it does, stored by the one writer, and a run stopped part-way resumes under Ray with no
 duplicate rows."""
 from __future__ import annotations
 
@@ -149,6 +149,31 @@ def test_ray_stimulus_features_equal_the_stored_local_ones(fitted_world, ray_exe
     got, got_key = stimulus_features(copy, emb, model_config()["embedder"]["path"], executor=ray_executor)
     assert got_key == key and np.allclose(got, feats, atol=1e-5)
     assert np.allclose(stored_features(copy, key), feats, atol=1e-5)
+
+
+def test_ray_trains_an_attention_encoder_per_subject_like_the_local_executor(fitted_world, ray_executor, tmp_path):
+    import numpy as np
+
+    from backend.encoders.attention import AttentionConfig, fit_attention_encoders, load_attention_encoder
+
+    ws = fitted_world[0]
+    cfg = AttentionConfig(d_model=32, heads=2, ffn=64, max_epochs=2, patience=3, seed=0)
+    out = {}
+    for name, ex in (("local", LocalExecutor()), ("ray", ray_executor)):
+        copy = Workspace(tmp_path / name)
+        shutil.copytree(ws.path, copy.path, ignore=shutil.ignore_patterns("write.lock"))
+        res = fit_attention_encoders(copy, ["subj01", "subj02"], cfg, executor=ex)
+        assert [r["subject"] for r in res] == ["subj01", "subj02"] and all(r["epochs"] == 2 for r in res)
+        out[name] = copy
+    for s in ("subj01", "subj02"):
+        a, b = (load_attention_encoder(out[n], s) for n in ("local", "ray"))
+        # a Ray task trains with one torch thread, the local executor with the machine's: the same up to float
+        # rounding in two epochs of summed gradients
+        for (k, p), (_, q) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+            assert np.allclose(p.numpy(), q.numpy(), atol=1e-3), k
+        ra, rb = (out[n].query("SELECT r_test FROM voxel_encoding WHERE subject = ? AND feature_key LIKE 'attention:%' "
+                               "ORDER BY voxel", [s]).r_test.to_numpy() for n in ("local", "ray"))
+        assert np.allclose(ra, rb, atol=1e-3, equal_nan=True)
 
 
 def test_an_unknown_executor_is_refused_by_name():

@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     f.add_argument("--seed", type=int, default=d.seed)
     f.add_argument("--if-missing", action="store_true", help="only subjects without an attention encoder")
     f.add_argument("--device", default="auto", help=DEVICE_HELP)
+    f.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where subjects train: this process, one after another (default, or $VOXELSCOPE_EXECUTOR), or "
+                        "a Ray task per subject ($RAY_ADDRESS, else a local Ray cluster); stored here either way")
     f.set_defaults(func=fit)
     c = asub.add_parser("compare", help="per ROI: median R^2/NC of the attention encoder vs ridge")
     c.add_argument("--subject", nargs="*", default=None)
@@ -60,7 +63,7 @@ def fit(ws, args) -> int:
     bar = progress_bar()
     try:
         results = fit_attention_encoders(ws, args.subject, cfg, device=args.device, only_missing=args.if_missing,
-                                         progress=bar)
+                                         progress=bar, executor=args.executor)
     finally:
         bar.close()
     for r in results:

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -242,8 +243,17 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
     After every epoch the training state is saved in the workspace's ``staging/`` folder; a fit that was killed or
     cancelled continues from its last finished epoch when run again with the same data and configuration.
     """
-    import torch
+    data = _subject_data(ws, subject, tokens, cfg)
+    ckpt = ws.path / "staging" / f"attention_{data['subject']}.ckpt"
+    trained = train_attention(data["Xtr"], data["Ytr"], data["names"], data["qidx"], grid, data["cfg"], device,
+                              ckpt=ckpt, features=patch_key, progress=progress, stage=f"{data['subject']}: attention encoder")
+    out = _finish(ws, data, trained, grid, patch_key, model_id, device, progress)
+    ckpt.unlink(missing_ok=True)
+    return out
 
+
+def _subject_data(ws: Workspace, subject: str, tokens: np.ndarray, cfg: AttentionConfig | None) -> dict:
+    """What one subject's fit needs from the workspace: train/test tokens and betas, voxels, queries."""
     cfg = (cfg or AttentionConfig()).check()
     subject = require_subject(ws, subject)
     Xtr, Ytr, Xte, Yte, _ = design_matrices(ws, subject, tokens)
@@ -254,6 +264,20 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
     vox = ws.query("SELECT voxel, hemi, roi, noise_ceiling_test FROM voxels WHERE subject = ? ORDER BY voxel",
                    [subject])
     names, qidx = voxel_queries(vox, cfg.query_mode, cfg.voxel_query_max)
+    return dict(subject=subject, cfg=cfg, Xtr=Xtr, Ytr=Ytr, Xte=Xte, Yte=Yte, vox=vox, names=names, qidx=qidx)
+
+
+def train_attention(Xtr: np.ndarray, Ytr: np.ndarray, names: list[str], qidx: np.ndarray, grid: tuple[int, int],
+                    cfg: AttentionConfig, device: str = "cpu", ckpt: Path | None = None, features: str = "",
+                    progress: ProgressFn = None, stage: str = "attention encoder") -> dict:
+    """Train one subject's attention encoder on its training tokens ``Xtr`` (n, P, d) and betas ``Ytr`` (n, voxels),
+    early-stopped on a held-out tenth: the task an executor runs per subject (it never opens the workspace).
+
+    ``ckpt``: a file for the training state after every epoch (a killed fit resumes from it); None under Ray, where a
+    subject that was not stored is trained again. Returns the best weights (CPU tensors), the target standardisation
+    and the history."""
+    import torch
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     perm = rng.permutation(len(Xtr))
@@ -282,12 +306,10 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
 
     best, best_state, best_epoch, bad = math.inf, None, 0, 0
     steps = math.ceil(len(train) / cfg.batch_size)
-    stage = f"{subject}: attention encoder"
     history = []
-    ckpt = ws.path / "staging" / f"attention_{subject}.ckpt"
-    ident = {"config": asdict(cfg), "features": patch_key, "n_train": int(len(Xtr)), "grid": list(grid)}
+    ident = {"config": asdict(cfg), "features": features, "n_train": int(len(Xtr)), "grid": list(grid)}
     start = 1
-    if ckpt.exists():
+    if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         if state.get("ident") == ident:  # the same fit: continue after its last finished epoch
             model.load_state_dict(state["model"])
@@ -313,28 +335,41 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
             best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
         else:
             bad += 1
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"ident": ident, "model": model.state_dict(), "opt": opt.state_dict(), "best": best,
-                    "best_state": best_state, "best_epoch": best_epoch, "bad": bad, "history": history,
-                    "epoch": epoch, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
-        tmp.replace(ckpt)
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"ident": ident, "model": model.state_dict(), "opt": opt.state_dict(), "best": best,
+                        "best_state": best_state, "best_epoch": best_epoch, "bad": bad, "history": history,
+                        "epoch": epoch, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+            tmp.replace(ckpt)
         if bad >= cfg.patience:
             break
-    model.load_state_dict(best_state)
-    enc = AttentionEncoder(model, names, qidx, grid, cfg, {}, y_mean, y_std, device)
-    pred = enc.predict(Xte)
-    r, r2 = pearson_columns(Yte, pred), r2_columns(Yte, pred)
+    return {"state": {k: t.detach().cpu() for k, t in best_state.items()}, "y_mean": y_mean, "y_std": y_std,
+            "history": history, "best_epoch": best_epoch, "best": best, "n_train": int(len(train)),
+            "n_val": int(len(val))}
+
+
+def _finish(ws: Workspace, data: dict, trained: dict, grid, patch_key: str, model_id: str, device: str,
+            progress: ProgressFn) -> dict:
+    """Evaluate a trained encoder on the subject's test images and store it (the writer's part)."""
+    cfg, names, qidx, vox = data["cfg"], data["names"], data["qidx"], data["vox"]
+    model = _build(data["Xtr"].shape[2], len(names), qidx, grid, cfg)
+    model.load_state_dict(trained["state"])
+    model = model.to(device)
+    enc = AttentionEncoder(model, names, qidx, grid, cfg, {}, trained["y_mean"], trained["y_std"], device)
+    pred = enc.predict(data["Xte"])
+    r, r2 = pearson_columns(data["Yte"], pred), r2_columns(data["Yte"], pred)
     nc = vox.noise_ceiling_test.to_numpy(np.float32) / 100
     with np.errstate(invalid="ignore", divide="ignore"):
         r2_nc = np.where(nc > 0, r2 / nc, np.nan).astype(np.float32)
-    run = _store(ws, subject, model, names, qidx, grid, cfg, patch_key, model_id, y_mean, y_std, r, r2, r2_nc, vox,
-           dict(n_train=int(len(train)), n_val=int(len(val)), n_test=int(len(Xte)), epochs=len(history),
-                best_epoch=best_epoch, val_history=history), progress)
-    ckpt.unlink(missing_ok=True)
+    history = trained["history"]
+    run = _store(ws, data["subject"], model, names, qidx, grid, cfg, patch_key, model_id, trained["y_mean"],
+                 trained["y_std"], r, r2, r2_nc, vox,
+                 dict(n_train=trained["n_train"], n_val=trained["n_val"], n_test=int(len(data["Xte"])),
+                      epochs=len(history), best_epoch=trained["best_epoch"], val_history=history), progress)
     df = pd.DataFrame({"roi": vox.roi.fillna(""), "r2_nc": r2_nc})
-    return {"subject": subject, "run": run, "epochs": len(history), "best_epoch": best_epoch,
-            "best_val_loss": best, "n_queries": len(names),
+    return {"subject": data["subject"], "run": run, "epochs": len(history), "best_epoch": trained["best_epoch"],
+            "best_val_loss": trained["best"], "n_queries": len(names),
             "median_r2_nc_by_roi": df.groupby("roi").r2_nc.median().to_dict()}
 
 
@@ -405,9 +440,13 @@ def load_attention_encoder(ws: Workspace, subject: str, patch_key: str | None = 
 
 
 def fit_attention_encoders(ws: Workspace, subjects=None, cfg: AttentionConfig | None = None, device: str = "cpu",
-                           only_missing: bool = False, progress: ProgressFn = None) -> list[dict]:
+                           only_missing: bool = False, progress: ProgressFn = None, executor=None) -> list[dict]:
     """Patch tokens of every stimulus with the configured embedder (stored once), then an attention encoder per
-    subject (``only_missing``: skip subjects that have one on these tokens)."""
+    subject (``only_missing``: skip subjects that have one on these tokens).
+
+    ``executor`` ``ray`` trains the subjects at once, one Ray task each (a GPU each on ``cuda``); each is stored here
+    as it finishes. Under Ray progress is per subject and a killed run trains the subjects it had not stored again
+    (the local executor resumes a subject from its last epoch)."""
     from ..models import load_role, model_config
     from ..store import subjects as all_subjects
     from .features import stimulus_patch_tokens
@@ -417,5 +456,18 @@ def fit_attention_encoders(ws: Workspace, subjects=None, cfg: AttentionConfig | 
     emb = load_role("embedder", device, mc)
     tokens, key = stimulus_patch_tokens(ws, emb, mc["embedder"]["path"], device=device, progress=progress)
     have = set(ws.query("SELECT subject FROM attention_encoders WHERE feature_key = ?", [key]).subject)
-    return [fit_attention_encoder(ws, s, tokens, key, emb.model_id, emb.patch_grid, cfg, device, progress)
-            for s in names if not (only_missing and s in have)]
+    todo = [s for s in names if not (only_missing and s in have)]
+    from ..executor import Executor, LocalExecutor, get_executor
+
+    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    if isinstance(ex, LocalExecutor):
+        return [fit_attention_encoder(ws, s, tokens, key, emb.model_id, emb.patch_grid, cfg, device, progress)
+                for s in todo]
+    data = [_subject_data(ws, s, tokens, cfg) for s in todo]
+    tasks = ((d["Xtr"], d["Ytr"], d["names"], d["qidx"], emb.patch_grid, d["cfg"], device) for d in data)
+    out = []
+    report(progress, "Attention encoders (Ray, a task per subject)", 0, len(data))
+    for d, trained in zip(data, ex.map(train_attention, tasks, num_gpus=1 if str(device).startswith("cuda") else 0)):
+        out.append(_finish(ws, d, trained, emb.patch_grid, key, emb.model_id, device, progress))
+        report(progress, "Attention encoders (Ray, a task per subject)", len(out), len(data))
+    return out

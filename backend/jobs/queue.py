@@ -100,7 +100,8 @@ def _attention(ws: Workspace, params: dict, progress) -> list[str]:
 
     cfg = AttentionConfig(**params.get("config", {}))
     return [r["run"] for r in fit_attention_encoders(ws, params.get("subjects"), cfg, device=_device(params),
-                                                     only_missing=True, progress=progress)]
+                                                     only_missing=True, progress=progress,
+                                                     executor=params.get("executor"))]
 
 
 def _synthesis(ws: Workspace, params: dict, progress) -> list[str]:
