@@ -115,3 +115,28 @@ def test_cli_prints_a_user_mistake_as_written_with_exit_code_2(tiny_ws, tmp_path
                              text=True)
         assert res.returncode == 2 and res.stderr.startswith(message), (args, res.stderr[-1500:])
         assert "Traceback" not in res.stderr
+
+
+def test_the_executor_chosen_on_the_home_page_goes_with_the_jobs_pages_start(tiny_ws, use_workspace, tmp_path,
+                                                                               monkeypatch):
+    import json
+    import shutil
+
+    from backend.jobs import get_job, job_executor, submit
+    from backend.store import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(tiny_ws.path, ws.path, ignore=shutil.ignore_patterns("write.lock", "jobs.sqlite3"))
+    use_workspace(ws.path)
+    monkeypatch.delenv("VOXELSCOPE_EXECUTOR", raising=False)
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    radio = at.radio(key="home_executor")
+    assert radio.value == "local" and job_executor(ws) is None
+    radio.set_value("ray").run()
+    assert not at.exception and job_executor(ws) == "ray"
+    assert any("each job starts a Ray cluster on this machine" in c.value for c in at.caption)
+    assert json.loads(get_job(ws, submit(ws, "captions"))["params"]) == {"executor": "ray"}
+    assert json.loads(get_job(ws, submit(ws, "world"))["params"]) == {}  # no parallel parts: nothing recorded
+    assert json.loads(get_job(ws, submit(ws, "captions", {"executor": "local"}))["params"]) == {"executor": "local"}
+    at.run()
+    assert at.radio(key="home_executor").value == "ray"  # the setting is the workspace's, kept across visits

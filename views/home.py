@@ -1,6 +1,10 @@
-"""Home: what is loaded, sample stimuli with captions, and the ROI map."""
+"""Home: what is loaded, sample stimuli with captions, the ROI map, and where the jobs' heavy work runs."""
+import os
+
 import pandas as pd
 import streamlit as st
+
+from backend.jobs import job_executor, set_job_executor
 
 from views._state import (db_stamp, models_table, preparation_checklist, roi_map_png, sample_stimuli, workspace,
                           workspace_busy, workspace_info)
@@ -72,3 +76,18 @@ st.subheader("Models")
 st.caption("Configured in `models.toml`; quality measured on held-out demo images "
            "(`python -m backend models evaluate`).")
 st.dataframe(pd.DataFrame(models_table()), hide_index=True, width="stretch")
+
+st.subheader("Where heavy work runs")
+LABELS = {"local": "This machine (the job worker's process)", "ray": "A Ray cluster"}
+chosen = job_executor(ws) or os.environ.get("VOXELSCOPE_EXECUTOR") or "local"
+pick = st.radio("Parallel parts of the jobs these pages start (captions, encoders, attention encoders, BrainDiVE)",
+                list(LABELS), index=list(LABELS).index(chosen if chosen in LABELS else "local"),
+                format_func=LABELS.get, horizontal=True, key="home_executor")
+if pick != chosen:
+    set_job_executor(ws, pick)
+    st.toast(f"Jobs started from now on run on: {LABELS[pick].lower()}")
+address = os.environ.get("RAY_ADDRESS")
+st.caption(("Ray: the cluster at `" + address + "` ($RAY_ADDRESS)." if address else
+            "Ray: no $RAY_ADDRESS, so each job starts a Ray cluster on this machine.") if pick == "ray" else
+           "Each job computes in the worker's own process; the results are the same either way (see the README, "
+           "*Running on a cluster*).")

@@ -28,7 +28,8 @@ from ..errors import InvalidInputError, NotFoundError
 from ..store import Workspace
 
 __all__ = ["JOB_KINDS", "STATES", "PREPARE", "submit", "cancel", "list_jobs", "get_job", "run_worker", "JobCancelled",
-           "prepare_demo", "preparation", "worker_running", "start_worker", "ensure_job"]
+           "prepare_demo", "preparation", "worker_running", "start_worker", "ensure_job", "job_executor",
+           "set_job_executor", "EXECUTOR_KINDS"]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 DB_NAME = "jobs.sqlite3"
@@ -36,6 +37,10 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, kind TEXT, params TEXT, state TEXT, stage TEXT, done REAL, total REAL,
     rate REAL, eta_s REAL, error TEXT, runs TEXT, cancel INTEGER DEFAULT 0, pid INTEGER,
     created REAL, started REAL, finished REAL)"""
+
+
+_SETTINGS = "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT)"
+EXECUTOR_KINDS = ("encoders", "captions", "attention", "synthesis", "synthesis_evaluation")  # kinds with parallel parts
 
 
 class JobCancelled(Exception):
@@ -152,7 +157,26 @@ def _connect(ws: Workspace) -> sqlite3.Connection:
     ws.path.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(ws.path / DB_NAME, timeout=30)
     con.execute(_SCHEMA)
+    con.execute(_SETTINGS)
     return con
+
+
+def job_executor(ws: Workspace) -> str | None:
+    """The executor chosen in the app for the jobs its pages start (``local`` or ``ray``), or None when none was
+    chosen (the worker's ``$VOXELSCOPE_EXECUTOR`` then decides, else local)."""
+    with _connect(ws) as con:
+        row = con.execute("SELECT value FROM settings WHERE key = 'executor'").fetchone()
+    return row[0] if row else None
+
+
+def set_job_executor(ws: Workspace, name: str) -> None:
+    """Run the parallel parts of jobs submitted from now on (``EXECUTOR_KINDS``) on ``name`` (``local`` or ``ray``)."""
+    from ..executor import EXECUTORS
+
+    if name not in EXECUTORS:
+        raise InvalidInputError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    with _connect(ws) as con:
+        con.execute("INSERT OR REPLACE INTO settings VALUES ('executor', ?)", [name])
 
 
 def _update(ws: Workspace, job_id: str, **fields) -> None:
@@ -175,6 +199,9 @@ def submit(ws: Workspace, kind: str, params: dict | None = None) -> str:
     if kind not in JOB_KINDS:
         raise InvalidInputError(f"unknown job kind {kind!r} (known: {', '.join(JOB_KINDS)})")
     job_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    params = dict(params or {})
+    if kind in EXECUTOR_KINDS and "executor" not in params and (ex := job_executor(ws)):
+        params["executor"] = ex  # the app's setting, recorded with the job
     with _connect(ws) as con:
         con.execute("INSERT INTO jobs (job_id, kind, params, state, created) VALUES (?, ?, ?, 'queued', ?)",
                     [job_id, kind, json.dumps(params or {}), time.time()])
