@@ -1,5 +1,6 @@
 """The Ray executor: a local Ray cluster of 2 CPUs captions voxels exactly as the local executor does, embeds
-stimuli, fits encoders by blocks of voxels and attention encoders by subject with the same results, and samples BrainDiVE seed batches as it does, stored by the one writer, and a run stopped part-way resumes under Ray with no
+stimuli, fits encoders by blocks of voxels, attention encoders by subject and the BIT decoder as one task with the same
+results, and samples BrainDiVE seed batches as it does, stored by the one writer, and a run stopped part-way resumes under Ray with no
 duplicate rows."""
 from __future__ import annotations
 
@@ -174,6 +175,25 @@ def test_ray_trains_an_attention_encoder_per_subject_like_the_local_executor(fit
         ra, rb = (out[n].query("SELECT r_test FROM voxel_encoding WHERE subject = ? AND feature_key LIKE 'attention:%' "
                                "ORDER BY voxel", [s]).r_test.to_numpy() for n in ("local", "ray"))
         assert np.allclose(ra, rb, atol=1e-3, equal_nan=True)
+
+
+def test_ray_trains_the_bit_decoder_like_the_local_executor(fitted_world, ray_executor, tmp_path):
+    import numpy as np
+
+    from backend.reconstruction import BITConfig, fit_bit, fit_clusters, load_decoder
+
+    cfg = BITConfig(dim=32, k=8, epochs=2, batch=64, patience=4, min_steps=0)
+    got = {}
+    for name, ex in (("local", LocalExecutor()), ("ray", ray_executor)):
+        copy = Workspace(tmp_path / name)
+        shutil.copytree(fitted_world[0].path, copy.path, ignore=shutil.ignore_patterns("write.lock"))
+        fit_clusters(copy, 8)
+        got[name] = load_decoder(copy, fit_bit(copy, cfg=cfg, executor=ex))
+    betas = np.asarray(fitted_world[0].array("betas_subj01")[:64])
+    (ea, la), (eb, lb) = (got[n].predict("subj01", betas) for n in ("local", "ray"))
+    # one Ray task with one torch thread vs the local process: the same decoder up to float rounding
+    assert np.allclose(ea, eb, atol=1e-3) and np.abs(la.astype(int) - lb.astype(int)).max() <= 2
+    assert got["ray"].kind == "bit" and got["ray"].subjects == ["subj01", "subj02"]
 
 
 def test_an_unknown_executor_is_refused_by_name():

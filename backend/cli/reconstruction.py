@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
                    help="that subject gets only 2 sessions' worth of training images")
     f.add_argument("--alone", action="store_true", help="with --one-hour: train on that subject alone")
     f.add_argument("--epochs", type=int, default=None)
+    f.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="bit: train in this process (default, or $VOXELSCOPE_EXECUTOR) or as one Ray task "
+                        "($RAY_ADDRESS, else a local Ray cluster); stored here either way")
     f.add_argument("--min-steps", type=int, default=None,
                    help="small data gets more epochs, up to this many steps (default 600; 0 = just --epochs)")
     f.add_argument("--seed", type=int, default=0)
@@ -73,7 +76,8 @@ def fit(ws, args) -> int:
         else:
             cfg = BITConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}),
                             **({"min_steps": args.min_steps} if args.min_steps is not None else {}))
-            did = fit_bit(ws, cfg=cfg, one_hour=args.one_hour, alone=args.alone, device=args.device, progress=bar)
+            did = fit_bit(ws, cfg=cfg, one_hour=args.one_hour, alone=args.alone, device=args.device, progress=bar,
+                          executor=args.executor)
     finally:
         bar.close()
     print(f"decoder {did}")

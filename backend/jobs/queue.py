@@ -40,7 +40,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
 
 
 _SETTINGS = "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT)"
-EXECUTOR_KINDS = ("encoders", "captions", "attention", "synthesis", "synthesis_evaluation")  # kinds with parallel parts
+EXECUTOR_KINDS = ("encoders", "captions", "attention", "synthesis", "synthesis_evaluation", "reconstruction")  # kinds with parallel parts
 
 
 class JobCancelled(Exception):
@@ -136,7 +136,8 @@ def _reconstruction(ws: Workspace, params: dict, progress) -> list[str]:
     from ..reconstruction import ReconConfig, ensure_decoder, reconstruct
 
     device = _device(params)
-    decoder = ensure_decoder(ws, str(params.get("decoder", "bit")), device=device, progress=progress)
+    decoder = ensure_decoder(ws, str(params.get("decoder", "bit")), device=device, progress=progress,
+                             executor=params.get("executor"))
     res = reconstruct(ws, decoder, params["subject"], ReconConfig(**params.get("config", {})), device=device,
                       progress=progress)
     return [res["run_id"]]

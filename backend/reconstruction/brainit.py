@@ -186,14 +186,14 @@ def _assign_matrix(clusters: np.ndarray, k: int):
 
 
 def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour: str | None = None,
-            alone: bool = False, device: str = "cpu", progress: ProgressFn = None) -> str:
+            alone: bool = False, device: str = "cpu", progress: ProgressFn = None, executor=None) -> str:
     """Train BIT on ``subjects`` (all by default) and store it; returns its decoder id.
 
     ``one_hour``: that subject gets only :func:`one_hour_images` training images (its voxel vectors, hence its
     clusters, are computed from those images too); with ``alone`` it is trained on nothing else (the comparison the
-    issue asks for: shared clusters and the other subjects' data vs the subject alone)."""
+    issue asks for: shared clusters and the other subjects' data vs the subject alone). ``executor`` ``ray``: the
+    training (one network shared by the subjects) runs as one Ray task, on a GPU of the cluster with ``cuda``."""
     import torch
-    import torch.nn.functional as F
 
     from ..store import subjects as all_subjects
 
@@ -205,7 +205,6 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
     limit = {s: (one_hour_images(ws, s) if s == one_hour else None) for s in subjects}
     regime = regime_name(one_hour, alone)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     data, vecs = {}, []
     for i, s in enumerate(subjects):
         report(progress, "Decoding targets and voxel vectors", i, len(subjects))
@@ -214,6 +213,35 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
     report(progress, "Decoding targets and voxel vectors", len(subjects), len(subjects))
     _, assigned = mixture(vecs, cfg.k, cfg.seed)
     clusters = {s: a[0] for s, a in zip(subjects, assigned)}
+    from ..executor import Executor, LocalExecutor, get_executor
+
+    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    if isinstance(ex, LocalExecutor):
+        trained = train_bit(data, vecs, clusters, subjects, cfg, regime, device, progress)
+    else:  # one Ray task (a GPU node of the cluster on cuda); progress only when it is done
+        report(progress, f"Training BIT ({regime}) as a Ray task", 0, 1)
+        trained = next(iter(ex.map(train_bit, [(data, vecs, clusters, subjects, cfg, regime, device)],
+                                   num_gpus=1 if str(device).startswith("cuda") else 0)))
+        report(progress, f"Training BIT ({regime}) as a Ray task", 1, 1)
+    d0 = data[subjects[0]]
+    net = _network(vecs[0].shape[1], d0.emb_tr.shape[1], d0.patch_tr.shape[1],
+                   {s: len(v) for s, v in zip(subjects, vecs)}, cfg)
+    net.load_state_dict(trained["state"])
+    extra = {"regime": regime, "subjects": subjects, "n_train": {s: int(len(data[s].stim_tr)) for s in subjects},
+             **{k: trained[k] for k in ("epochs_run", "best_epoch", "val_cosine", "seconds")}}
+    return _store_bit(ws, net, cfg, subjects, regime, vecs, clusters, extra)
+
+
+def train_bit(data: dict, vecs: list, clusters: dict, subjects: list[str], cfg: BITConfig, regime: str,
+              device: str = "cpu", progress: ProgressFn = None) -> dict:
+    """Train the BIT network on the subjects' decoder data (:func:`decoder_data`), voxel vectors and clusters,
+    early-stopped on a validation tenth of each subject's training images: the task an executor runs (it never
+    opens the workspace). Returns the best weights (CPU tensors) and the training history."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     vec_t = {s: torch.from_numpy(v).to(device) for s, v in zip(subjects, vecs)}
     asg_t = {s: _assign_matrix(clusters[s], cfg.k).to(device) for s in subjects}
     d0 = data[subjects[0]]
@@ -276,10 +304,8 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
             bad += 1
             if bad >= cfg.patience:
                 break
-    net.load_state_dict(best_state)
-    extra = {"regime": regime, "subjects": subjects, "n_train": {s: int(len(data[s].stim_tr)) for s in subjects},
-             "epochs_run": len(history), "best_epoch": best_epoch + 1, "val_cosine": history, "seconds": round(time.time() - t0, 1)}
-    return _store_bit(ws, net, cfg, subjects, regime, vecs, clusters, extra)
+    return {"state": {k: v.cpu() for k, v in best_state.items()}, "epochs_run": len(history),
+            "best_epoch": best_epoch + 1, "val_cosine": history, "seconds": round(time.time() - t0, 1)}
 
 
 def _store_bit(ws, net, cfg, subjects, regime, vecs, clusters, extra) -> str:
@@ -343,7 +369,7 @@ def decoders(ws: Workspace):
 
 
 def ensure_decoder(ws: Workspace, name: str, one_hour: str | None = None, alone: bool = False, device: str = "cpu",
-                   progress: ProgressFn = None) -> str:
+                   progress: ProgressFn = None, executor=None) -> str:
     """A decoder id: ``name`` itself when it is one, else the newest stored decoder of kind ``name`` ("bit" or
     "ridge") in the regime the other arguments describe, fitted first when there is none."""
     if name not in ("bit", "ridge"):
@@ -358,7 +384,7 @@ def ensure_decoder(ws: Workspace, name: str, one_hour: str | None = None, alone:
         return d.decoder_id.iloc[0]
     if name == "ridge":
         return fit_ridge_decoder(ws, one_hour=one_hour, device=device, progress=progress)
-    return fit_bit(ws, one_hour=one_hour, alone=alone, device=device, progress=progress)
+    return fit_bit(ws, one_hour=one_hour, alone=alone, device=device, progress=progress, executor=executor)
 
 
 def load_decoder_row(ws: Workspace, decoder_id: str):
