@@ -315,7 +315,7 @@ def test_algonauts_images_listed_twice_are_refused(tiny_ws, tmp_path):
     imgs = sorted((root / "subj02/training_split/training_images").glob("train-*_nsd-*.png"))
     nsd_id = imgs[0].name.split("_nsd-")[1]
     imgs[1].rename(imgs[1].with_name(imgs[1].name.split("_nsd-")[0] + "_nsd-" + nsd_id))
-    with pytest.raises(AlgonautsFormatError, match=r"1 NSD images appear under two file names \(e\.g\. nsd-"):
+    with pytest.raises(AlgonautsFormatError, match=r"1 NSD image appears under two file names \(e\.g\. nsd-"):
         import_algonauts(Workspace(tmp_path / "ws"), root, "subj02")
 
 

@@ -71,9 +71,11 @@ def load_algonauts(root: Path, subject: str, test_fraction: float = 0.1, seed: i
     ids, counts = np.unique(nsd_ids, return_counts=True)
     if (counts > 1).any():
         dup = ids[counts > 1]
-        raise AlgonautsFormatError(f"{sd / 'training_split/training_images'}: {dup.size} NSD images appear under two "
-                                   f"file names (e.g. nsd-{dup[0]:05d}); each image's row of the responses must be "
-                                   "unique: are images of two subjects mixed in this folder?")
+        many = dup.size > 1
+        raise AlgonautsFormatError(f"{sd / 'training_split/training_images'}: {dup.size} NSD image"
+                                   f"{'s appear' if many else ' appears'} under two file names (e.g. nsd-{dup[0]:05d}); "
+                                   "each image's row of the responses must be unique: are images of two subjects "
+                                   "mixed in this folder?")
     labels = challenge_roi_labels(masks, vertices)
     report(progress, f"Reading {subject}", 1, 1)
     rng = np.random.default_rng(seed)
