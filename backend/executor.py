@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from .errors import InvalidInputError
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "get_executor"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "get_executor", "gpus_for"]
 
 EXECUTORS = ("local", "ray")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -97,11 +97,19 @@ class RayExecutor(Executor):
         ray.shutdown()
 
 
-def get_executor(name: str | None = None, **kw) -> Executor:
-    """The executor called ``name`` (``local`` or ``ray``; default ``$VOXELSCOPE_EXECUTOR``, else ``local``)."""
+def get_executor(name: "str | Executor | None" = None, **kw) -> Executor:
+    """The executor called ``name`` (``local`` or ``ray``; default ``$VOXELSCOPE_EXECUTOR``, else ``local``); an
+    :class:`Executor` given instead is returned as it is (what every ``executor=`` parameter accepts)."""
+    if isinstance(name, Executor):
+        return name
     name = name or os.environ.get("VOXELSCOPE_EXECUTOR") or "local"
     if name == "local":
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(**kw)
     raise InvalidInputError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+
+
+def gpus_for(device: str) -> int:
+    """GPUs a task on ``device`` asks the executor for: one on CUDA, none on the CPU."""
+    return 1 if str(device).startswith("cuda") else 0

@@ -9,21 +9,17 @@ import os
 
 import streamlit as st
 
-from views._serve import email_allowed
+from views._serve import email_allowed, oidc_client
 
 
 def oidc_provider() -> str | None:
-    """'' for a single OIDC provider configured directly under ``[auth]``, the first ``[auth.NAME]`` provider's name,
-    or None when no sign-in is configured."""
+    """The provider name to sign in with ('' for a client given directly under ``[auth]``), or None when the
+    secrets configure no sign-in (the same rule as the launcher's, :func:`views._serve.oidc_client`)."""
     try:
-        auth = st.secrets.get("auth")
+        client = oidc_client(st.secrets.get("auth"))
     except Exception:  # noqa: BLE001 - no secrets file, or an unreadable one: no sign-in configured
         return None
-    if not auth or "redirect_uri" not in auth or "cookie_secret" not in auth:
-        return None
-    if "client_id" in auth:
-        return ""
-    return next((name for name, v in auth.items() if hasattr(v, "get") and "client_id" in v), None)
+    return None if client is None else client[0]
 
 
 def require_access() -> None:

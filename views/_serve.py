@@ -60,22 +60,29 @@ def secrets_files() -> list[Path]:
     return [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
 
 
+def oidc_client(auth) -> tuple[str, dict] | None:
+    """The sign-in client an ``[auth]`` secrets section configures for Streamlit's ``st.login``: (provider name, its
+    settings), the name '' for a client given directly under ``[auth]``, the first ``[auth.NAME]`` otherwise; None
+    without ``redirect_uri``, ``cookie_secret`` and a ``client_id``."""
+    if not auth or "redirect_uri" not in auth or "cookie_secret" not in auth:
+        return None
+    if "client_id" in auth:
+        return "", auth
+    return next(((name, v) for name, v in auth.items() if hasattr(v, "get") and "client_id" in v), None)
+
+
 def oidc_configured(files: list[Path] | None = None) -> str | None:
-    """The OIDC issuer (its ``server_metadata_url``) when a secrets file configures Streamlit's sign-in (``[auth]``
-    with ``redirect_uri``, ``cookie_secret`` and a client), else None."""
+    """The OIDC issuer (its ``server_metadata_url``) when a secrets file configures a sign-in (:func:`oidc_client`),
+    else None."""
     import tomllib
 
     for f in files if files is not None else secrets_files():
         try:
-            auth = tomllib.loads(f.read_text()).get("auth") or {}
+            client = oidc_client(tomllib.loads(f.read_text()).get("auth"))
         except (OSError, tomllib.TOMLDecodeError):
             continue
-        if "redirect_uri" not in auth or "cookie_secret" not in auth:
-            continue
-        clients = [auth] + [v for v in auth.values() if isinstance(v, dict)]
-        for c in clients:
-            if "client_id" in c:
-                return str(c.get("server_metadata_url", "an OIDC provider"))
+        if client:
+            return str(client[1].get("server_metadata_url", "an OIDC provider"))
     return None
 
 

@@ -42,7 +42,7 @@ def build_demo_bank(ws: Workspace, embedder, n: int = 50_000, seed: int = 1_000,
     them), embed them, keep their first captions. Resumable: finished chunks are kept in a staging folder."""
     from ..datasets.demo.stimuli import render_stimulus
 
-    staging = ws.path / "staging" / f"bank_{name}_{seed}_{n}_{embedder.model_id.replace('/', '_')}"
+    staging = ws.staging_dir / f"bank_{name}_{seed}_{n}_{embedder.model_id.replace('/', '_')}"
     staging.mkdir(parents=True, exist_ok=True)
     chunks = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
     done = sum((staging / f"{a:07d}.npz").exists() for a, _ in chunks)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..encoders.voxelwise import encoder_weights
 from ..errors import InvalidInputError
-from ..executor import Executor, get_executor
+from ..executor import get_executor, gpus_for
 from ..store import ProgressFn, Workspace, current_encoder, one_connection, report
 from ..store import subjects as all_subjects
 from .banks import bank_table, build_demo_bank, load_bank
@@ -111,7 +111,7 @@ def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", de
     from ..models import config_path, load_role, model_config
 
     classes = [caption_method(m) for m in (methods or CAPTION_METHODS)]
-    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    ex = get_executor(executor)
     cfg = model_config()
     models = dict(models or {})
     enc = current_encoder(ws, subject)
@@ -165,7 +165,7 @@ def precompute(ws: Workspace, subject: str, methods=None, bank: str = "demo", de
         chunks = [todo[a:a + batch] for a in range(0, len(todo), batch)]
         refs = [ex.put(x) for x in (emb_bank, bank_caps)] if chunks else []
         results = ex.map(caption_chunk, [(spec, *refs, W[vox], icpt[vox]) for vox in chunks],
-                         num_gpus=1 if str(device).startswith("cuda") else 0)
+                         num_gpus=gpus_for(device))
         written = done_n
         for vox, (caps, kws) in zip(chunks, results):
             rows = pd.DataFrame({"subject": subject, "method": method, "voxel": vox, "caption": caps,

@@ -26,6 +26,7 @@ betas are written to a memory-mapped file in the workspace's ``staging/`` folder
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -333,8 +334,6 @@ def voxel_chunk(n_images: int, n_trials: int, memory_mb: float) -> int:
 
 def _write_columns(path: Path, offset: int, block: np.ndarray, first: int, n_cols: int) -> None:
     """Write ``block`` (rows, k) as columns ``first .. first + k`` of the C-order float32 ``.npy`` at ``path``."""
-    import os
-
     block = np.ascontiguousarray(block, np.float32)
     fd = os.open(path, os.O_WRONLY)
     try:
@@ -477,9 +476,7 @@ def import_nsd(ws, root: Path, subject: str, sessions=None, vertices=None, progr
     check_image_list(root, info, design, subject)
     # the betas go to a file in the workspace's staging folder while they are read (minutes for a full subject,
     # with no writer open, so the app keeps reading), and are adopted by the writer at the end
-    stage_dir = ws.path / "staging"
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    stage = stage_dir / f"betas_{subject}.{uuid.uuid4().hex[:8]}.npy"
+    stage = ws.staging_dir / f"betas_{subject}.{uuid.uuid4().hex[:8]}.npy"
     kept = stage.with_suffix(".kept.npy")
     try:
         return _import_nsd(ws, root, subject, sessions, vertices, progress, coco_captions, algonauts_rois, info,

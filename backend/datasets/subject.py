@@ -6,7 +6,6 @@ table with NSD-style ROI labels and noise ceilings, and the ROI label names.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +51,7 @@ def write_subject(tx, run: str, subject: str, space: str, source: str, n_session
     is_test = shared_mask if shared_mask is not None else (np.arange(reps.size) < (n_shared or 0))
     what = f"{subject}: z-scored per session, repeats averaged (n_images_seen, n_voxels)"
     if isinstance(betas, Path):  # an .npy of the seen rows only, written outside the writer: adopted, not copied
-        path = tx.new_array_path(f"betas_{subject}")
-        os.replace(betas, path)
-        tx.put_array(f"betas_{subject}", path, run, what)
+        tx.adopt_array(f"betas_{subject}", betas, run, what)
     else:
         tx.put_array(f"betas_{subject}", np.ascontiguousarray(betas[seen], np.float32), run, what)
     ss = pd.DataFrame({"subject": subject, "row": np.arange(int(seen.sum())), "stim_id": image_ids[seen],

@@ -244,7 +244,7 @@ def fit_attention_encoder(ws: Workspace, subject: str, tokens: np.ndarray, patch
     cancelled continues from its last finished epoch when run again with the same data and configuration.
     """
     data = _subject_data(ws, subject, tokens, cfg)
-    ckpt = ws.path / "staging" / f"attention_{data['subject']}.ckpt"
+    ckpt = ws.staging_dir / f"attention_{data['subject']}.ckpt"
     trained = train_attention(data["Xtr"], data["Ytr"], data["names"], data["qidx"], grid, data["cfg"], device,
                               ckpt=ckpt, features=patch_key, progress=progress, stage=f"{data['subject']}: attention encoder")
     out = _finish(ws, data, trained, grid, patch_key, model_id, device, progress)
@@ -457,9 +457,9 @@ def fit_attention_encoders(ws: Workspace, subjects=None, cfg: AttentionConfig | 
     tokens, key = stimulus_patch_tokens(ws, emb, mc["embedder"]["path"], device=device, progress=progress)
     have = set(ws.query("SELECT subject FROM attention_encoders WHERE feature_key = ?", [key]).subject)
     todo = [s for s in names if not (only_missing and s in have)]
-    from ..executor import Executor, LocalExecutor, get_executor
+    from ..executor import LocalExecutor, get_executor, gpus_for
 
-    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    ex = get_executor(executor)
     if isinstance(ex, LocalExecutor):
         return [fit_attention_encoder(ws, s, tokens, key, emb.model_id, emb.patch_grid, cfg, device, progress)
                 for s in todo]
@@ -467,7 +467,7 @@ def fit_attention_encoders(ws: Workspace, subjects=None, cfg: AttentionConfig | 
     tasks = ((d["Xtr"], d["Ytr"], d["names"], d["qidx"], emb.patch_grid, d["cfg"], device) for d in data)
     out = []
     report(progress, "Attention encoders (Ray, a task per subject)", 0, len(data))
-    for d, trained in zip(data, ex.map(train_attention, tasks, num_gpus=1 if str(device).startswith("cuda") else 0)):
+    for d, trained in zip(data, ex.map(train_attention, tasks, num_gpus=gpus_for(device))):
         out.append(_finish(ws, d, trained, emb.patch_grid, key, emb.model_id, device, progress))
         report(progress, "Attention encoders (Ray, a task per subject)", len(out), len(data))
     return out

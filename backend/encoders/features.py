@@ -99,9 +99,9 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
     key = feature_key(embedder.model_id, fp)
     if (have := _stored(ws, key)) is not None:
         return have, key
-    from ..executor import Executor, get_executor
+    from ..executor import get_executor, gpus_for
 
-    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    ex = get_executor(executor)
     ids = stimulus_ids(ws)
     feats = np.empty((ids.size, embedder.dim), np.float32)
     step = 1024
@@ -109,7 +109,7 @@ def stimulus_features(ws: Workspace, embedder, folder: str | Path, device: str =
     tasks = ((str(folder), device, np.stack(stimulus_images(ws, ids[a:a + step])), batch_size) for a in starts)
     _EMBEDDERS[(str(folder), str(device))] = embedder  # the local executor's tasks use it
     try:
-        for a, f in zip(starts, ex.map(embed_chunk, tasks, num_gpus=1 if str(device).startswith("cuda") else 0)):
+        for a, f in zip(starts, ex.map(embed_chunk, tasks, num_gpus=gpus_for(device))):
             feats[a:a + step] = f
             report(progress, f"Embedding stimuli ({embedder.model_id})", min(a + step, ids.size), ids.size)
     finally:
@@ -178,9 +178,7 @@ def stimulus_patch_tokens(ws: Workspace, embedder, folder: str | Path, device: s
         return have, key
     ids = stimulus_ids(ws)
     first = embedder.patch_tokens(np.stack(stimulus_images(ws, ids[:1])))
-    staging = ws.path / "staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{key}.{os.getpid()}.npy"
+    tmp = ws.staging_dir / f"{key}.{os.getpid()}.npy"
     out = open_memmap(tmp, mode="w+", dtype=np.float16, shape=(ids.size, *first.shape[1:]))
     step = 1024
     stage = f"Patch tokens of the stimuli ({embedder.model_id})"
@@ -195,9 +193,7 @@ def stimulus_patch_tokens(ws: Workspace, embedder, folder: str | Path, device: s
                                       "batch_size": batch_size, "n": int(ids.size), "dtype": "float16"},
                          model_ids={"embedder": embedder.model_id, "fingerprint": fp})
         name = f"features_{key}"
-        final = tx.new_array_path(name)
-        os.replace(tmp, final)
-        tx.put_array(name, final, run, f"patch tokens of every stimulus (n, {first.shape[1]}, {first.shape[2]}) "
+        tx.adopt_array(name, tmp, run, f"patch tokens of every stimulus (n, {first.shape[1]}, {first.shape[2]}) "
                                        f"on a {embedder.patch_grid[0]}x{embedder.patch_grid[1]} grid, stim_id order")
         _register(tx, key, embedder.model_id, fp, name, ids.size, first.shape[2], run)
     return ws.array(name), key

@@ -112,10 +112,8 @@ def fit_ridge_cv(X, Y, alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cp
     ``rows`` (an index of the samples; all when None), so a full-size subject's betas are never loaded whole.
     ``executor`` (:mod:`backend.executor`; default local): where the blocks of targets are fitted; Ray spreads them
     over a cluster, each block a task, with the same result."""
-    from ..executor import Executor, get_executor
+    from ..executor import get_executor, gpus_for
 
-    if cv not in ("loo", "gcv"):
-        raise InvalidInputError(f"cv must be 'loo' or 'gcv', got {cv!r}")
     X = np.asarray(X, np.float32)
     if not isinstance(Y, np.ndarray):
         Y = np.asarray(Y, np.float32)
@@ -123,7 +121,7 @@ def fit_ridge_cv(X, Y, alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cp
     if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != n_rows:
         raise InvalidInputError(f"X {X.shape} and Y {(n_rows,) + Y.shape[1:]} must be (n_samples, n_features) and "
                                 "(n_samples, n_targets)")
-    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    ex = get_executor(executor)
     factors = ridge_factors(X, alphas, cv)
     ref = ex.put(factors)
     n_targets = Y.shape[1]
@@ -132,7 +130,7 @@ def fit_ridge_cv(X, Y, alphas=DEFAULT_ALPHAS, cv: str = "gcv", device: str = "cp
              for a in starts)  # a generator: each block is read only when its task is submitted
     coef = np.empty((X.shape[1], n_targets), np.float32)
     intercept, best_alpha, best_err = (np.empty(n_targets, np.float32) for _ in range(3))
-    results = ex.map(ridge_chunk, tasks, num_gpus=1 if str(device).startswith("cuda") else 0)
+    results = ex.map(ridge_chunk, tasks, num_gpus=gpus_for(device))
     for a, (W, b, alpha, err) in zip(starts, results):
         e = a + W.shape[1]
         coef[:, a:e], intercept[a:e], best_alpha[a:e], best_err[a:e] = W, b, alpha, err

@@ -213,15 +213,15 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
     report(progress, "Decoding targets and voxel vectors", len(subjects), len(subjects))
     _, assigned = mixture(vecs, cfg.k, cfg.seed)
     clusters = {s: a[0] for s, a in zip(subjects, assigned)}
-    from ..executor import Executor, LocalExecutor, get_executor
+    from ..executor import LocalExecutor, get_executor, gpus_for
 
-    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    ex = get_executor(executor)
     if isinstance(ex, LocalExecutor):
         trained = train_bit(data, vecs, clusters, subjects, cfg, regime, device, progress)
     else:  # one Ray task (a GPU node of the cluster on cuda); progress only when it is done
         report(progress, f"Training BIT ({regime}) as a Ray task", 0, 1)
         trained = next(iter(ex.map(train_bit, [(data, vecs, clusters, subjects, cfg, regime, device)],
-                                   num_gpus=1 if str(device).startswith("cuda") else 0)))
+                                   num_gpus=gpus_for(device))))
         report(progress, f"Training BIT ({regime}) as a Ray task", 1, 1)
     d0 = data[subjects[0]]
     net = _network(vecs[0].shape[1], d0.emb_tr.shape[1], d0.patch_tr.shape[1],

@@ -204,6 +204,14 @@ class Workspace:
         self.arrays_dir = self.path / "arrays"
 
     @property
+    def staging_dir(self) -> Path:
+        """``staging/``: files a long computation writes before its short write (resumable chunks, checkpoints,
+        arrays larger than memory), outside ``arrays/``, so a writer's clean-up of orphans never touches them."""
+        p = self.path / "staging"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
     def exists(self) -> bool:
         """True when a complete world of this schema version is stored. Raises WorkspaceBusy while a
         writer holds the database (DuckDB lets no other process open it then)."""
@@ -391,6 +399,13 @@ class WriteTransaction:
             [run_id, method, json.dumps(parameters, default=str), json.dumps(model_ids or {}), seed, code_version(),
              _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None), os.uname().nodename])
         return run_id
+
+    def adopt_array(self, name: str, staged: Path, run_id: str, description: str = "") -> None:
+        """Store the ``.npy`` file ``staged`` (written outside the writer, in :attr:`Workspace.staging_dir`) under
+        ``name``: moved into ``arrays/``, never read whole (betas of a full-size subject, patch tokens)."""
+        path = self.new_array_path(name)
+        os.replace(staged, path)
+        self.put_array(name, path, run_id, description)
 
     def new_array_path(self, name: str) -> Path:
         """A fresh file path for array ``name`` (never overwrites a file that a committed row references)."""

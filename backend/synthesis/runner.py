@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..encoders import encoder_half, fit_encoder_halves
 from ..errors import InvalidInputError, NotFoundError
-from ..executor import Executor, get_executor
+from ..executor import Executor, get_executor, gpus_for
 from ..store import ProgressFn, Workspace, current_encoder, feature_set_model, report
 from .braindive import GuidanceConfig, guided_batches
 from .targets import Objective, normalise_spec, voxel_weights
@@ -241,7 +241,7 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
     def shifted(st, d, t):  # progress over the whole run, counting seeds stored by an earlier attempt
         report(progress, st, d + offset, t + offset)
 
-    ex = executor if isinstance(executor, Executor) else get_executor(executor)
+    ex = get_executor(executor)
     if ex.name == "local":
         batches = guided_batches(gen, emb, guide, todo, config, progress=shifted, stage=stage,
                                  preview=(lambda im, k, n: _write_preview(prev, im, k, n)) if previews else None)
@@ -251,7 +251,7 @@ def synthesize(ws: Workspace, spec: dict, n_seeds: int = 32, first_seed: int = 0
         task_spec = {"models_config": str(config_path()), "device": device}
         batches = _counted(ex.map(braindive_batch, [(task_spec, guide, todo[a:a + config.batch], config.as_dict())
                                                     for a in range(0, len(todo), config.batch)],
-                                  num_gpus=1 if str(device).startswith("cuda") else 0),
+                                  num_gpus=gpus_for(device)),
                            lambda n: shifted(stage, n * config.steps, len(todo) * config.steps), gen.model_id)
     for seeds, images in batches:
         e = emb.image_features(list(images))
