@@ -311,3 +311,50 @@ def test_the_default_device_is_the_gpu_when_present_and_can_be_set(monkeypatch):
     assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setenv("VOXELSCOPE_DEVICE", "cuda:1")
     assert default_device() == "cuda:1"
+
+
+def test_the_pixel_generator_recipe_weights_objects_trains_resumes_and_samples(tiny_clip, tmp_path, monkeypatch):
+    """The 32 px recipe: a one-pixel-wide object line keeps its weight when the mask is brought to the generator's
+    size; a run killed mid-way resumes to the same weights; the saved pipeline is a v-prediction pixel generator
+    that samples deterministically from text and image embeddings and keeps an image at img2img strength 0."""
+    from backend.models import generator as G
+    from backend.models.demo.train_pixel import object_weights, train_pixel_generator
+
+    labels = np.zeros((2, 64, 64), np.uint8)
+    labels[0, 10:50, 21] = 3  # a limb one pixel wide, in the odd column that a strided subsample would skip
+    w = object_weights(labels, 32, 4.0)
+    assert w.shape == (2, 1, 32, 32) and w[0, 0, 5:25, 10].eq(5).all() and w[1].eq(1).all()
+    assert float(w[0].eq(5).sum()) == 20
+    monkeypatch.setattr(G, "new_demo_unet", lambda cond_dim, size, base: G.UNet2DModel(
+        sample_size=size, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
+        time_embedding_dim=cond_dim, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity", norm_num_groups=8,
+        attention_head_dim=8))
+    rng = np.random.default_rng(0)
+    data = {"images": rng.integers(0, 255, (12, 64, 64, 3), dtype=np.uint8),
+            "captions": [[CAPTIONS[i % 5], CAPTIONS[(i + 1) % 5]] for i in range(12)]}
+    masks = (rng.random((12, 64, 64)) < 0.1).astype(np.uint8)
+    with pytest.raises(ValueError, match="do not match"):
+        train_pixel_generator(tmp_path / "x", data, masks[:5], tiny_clip, steps=1, batch=4)
+    sizes = dict(steps=4, batch=4, checkpoint_every=2, log=lambda m: None)
+    train_pixel_generator(tmp_path / "a", data, masks, tiny_clip, **sizes)
+
+    def killer(stage, done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_pixel_generator(tmp_path / "b", data, masks, tiny_clip, progress=killer, **sizes)
+    train_pixel_generator(tmp_path / "b", data, masks, tiny_clip, **sizes)
+    ga, gb = (load_generator(tmp_path / r, embedder=tiny_clip) for r in ("a", "b"))
+    for k, v in ga.pipe.unet.state_dict().items():
+        torch.testing.assert_close(v, gb.pipe.unet.state_dict()[k])
+    assert ga.vae is None and ga.image_size == 32 and ga.prediction == "v_prediction"
+    assert ga.scheduler.config.clip_sample  # pixels are clipped to [-1, 1]
+    assert not (tmp_path / "a" / "train_inputs.pt").exists() and not (tmp_path / "a" / "train_state.pt").exists()
+    imgs = ga.sample(["a face", "food"], steps=3, seed=1)
+    assert imgs.shape == (2, 32, 32, 3) and np.array_equal(imgs, ga.sample(["a face", "food"], steps=3, seed=1))
+    by_image = ga.condition_images(data["images"][:2])
+    assert ga.img2img(data["images"][:2], by_image, strength=0.5, steps=4).shape == (2, 32, 32, 3)
+    kept = ga.img2img(data["images"][:1], by_image[:1], strength=0.0, steps=4)
+    assert np.abs(kept.astype(int) - ga.to_uint8(ga.images_to_tensor(data["images"][:1]))).max() <= 1

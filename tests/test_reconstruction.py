@@ -1,11 +1,15 @@
 """Brain-IT reconstruction: the field's metrics on hand-computed cases, shared voxel clusters, the BIT and ridge
 decoders, stored and resumable reconstructions, and the Reconstruction page."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from backend.errors import InvalidInputError
 from backend.reconstruction import (FeatureNet, evaluate_pairs, feature_distance, pixcorr, ssim,
                                     two_way_identification)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _images(n: int, seed: int = 0, size: int = 64) -> np.ndarray:
@@ -265,29 +269,75 @@ def test_a_newcomer_reconstructs_seen_images_and_sees_pairs_with_metrics_in_the_
         subprocess.run(["pkill", "-9", "-f", "--", f"--workspace {ws.path} jobs worker"])
 
 
-def test_the_real_path_alexnet_and_clip_columns_and_a_text_only_generator(decoders_fitted, tmp_path):
-    """Real data: AlexNet(2)/(5) load from a torchvision state-dict file and a CLIP folder gives the CLIP column
-    (tiny random weights here); a text-only Stable Diffusion folder cannot take predicted image embeddings, and says so
-    before anything is stored."""
+def test_the_real_path_scores_with_the_papers_networks_and_refuses_a_text_only_generator(decoders_fitted, tmp_path,
+                                                                                          monkeypatch):
+    """Real data: AlexNet, InceptionV3, EfficientNet-B1 and SwAV ResNet-50 load from state-dict files in
+    torchvision's layout (random weights here; a checkpoint with a ``module.`` prefix and heads the metrics never
+    read loads too) and a CLIP folder gives the CLIP column: the papers' eight columns in their order, perfect on
+    identical sets; models.toml's [metrics] switches the scoring to them. A file of the wrong network is refused
+    naming the file. A text-only Stable Diffusion folder cannot take predicted image embeddings, and says so before
+    anything is stored."""
     import torch
 
     from backend.models.embedder import load_embedder
     from backend.models.generator import load_generator
     from backend.reconstruction import ReconConfig, reconstruct, reconstruction_runs
-    from backend.reconstruction.metrics import _alexnet, alexnet_feature_nets, clip_feature_net
+    from backend.reconstruction.field_nets import AlexNetFeatures, EfficientNetB1, Inception3, ResNet50
+    from backend.reconstruction.metrics import METRIC_COLUMNS, metric_feature_nets
     from tests.tiny import tiny_hf_clip, tiny_stable_diffusion
 
-    torch.save(_alexnet().state_dict(), tmp_path / "alexnet.pth")
-    nets = alexnet_feature_nets(tmp_path / "alexnet.pth") + [clip_feature_net(load_embedder(tiny_hf_clip(tmp_path / "c")))]
-    a, b = _images(6, 0), _images(6, 3)
+    files = {}
+    for name, net in (("alexnet", AlexNetFeatures()), ("inception", Inception3()), ("efficientnet", EfficientNetB1()),
+                      ("swav", ResNet50())):
+        files[name] = tmp_path / f"{name}.pth"
+        torch.save(net.state_dict(), files[name])
+    swav = {"state_dict": {f"module.{k}": v for k, v in ResNet50().state_dict().items()}}
+    swav["state_dict"]["module.projection_head.0.weight"] = torch.zeros(2, 2)
+    torch.save(swav, tmp_path / "swav_hub.pth.tar")
+    files["swav"] = tmp_path / "swav_hub.pth.tar"
+    clip = load_embedder(tiny_hf_clip(tmp_path / "c"))
+    nets = metric_feature_nets(None, clip, files)
+    a, b = _images(4, 0), _images(4, 3)
     same = evaluate_pairs(a, a, nets)
-    assert [k for k in same][2:] == ["Alex(2)", "Alex(5)", "CLIP"] and all(same[k] == 1.0 for k in ("Alex(2)", "CLIP"))
-    assert evaluate_pairs(a, b, nets)["Alex(2)"] < 1.0
+    assert list(same) == METRIC_COLUMNS
+    assert all(same[k] == 1.0 for k in ("Alex(2)", "Alex(5)", "Incep", "CLIP"))
+    assert all(abs(same[k]) < 1e-6 for k in ("Eff", "SwAV"))
+    assert evaluate_pairs(a, b, nets)["SwAV"] > 0
+    with pytest.raises(InvalidInputError, match="inception.pth.*not a ResNet-50"):
+        metric_feature_nets(None, None, {"swav": files["inception"]})
     with pytest.raises(InvalidInputError, match="not found"):
-        alexnet_feature_nets(tmp_path / "missing.pth")
+        metric_feature_nets(None, None, {"alexnet": tmp_path / "missing.pth"})
+    cfg = tmp_path / "models.toml"
+    cfg.write_text((ROOT / "models.toml").read_text().replace('efficientnet_path = ""',
+                                                                f'efficientnet_path = "{files["efficientnet"]}"'))
+    monkeypatch.setenv("VOXELSCOPE_MODELS", str(cfg))
+    assert [n.name for n in metric_feature_nets(None, clip)] == ["CLIP", "Eff"]
+    monkeypatch.delenv("VOXELSCOPE_MODELS")
     ws, _, ridge = decoders_fitted
     n_runs = len(reconstruction_runs(ws))
     sd = load_generator(tiny_stable_diffusion(tmp_path / "sd"))
     with pytest.raises(InvalidInputError, match="image embeddings"):
         reconstruct(ws, ridge, "subj01", ReconConfig(n_images=4, samples=1, steps=4), generator=sd)
     assert len(reconstruction_runs(ws)) == n_runs
+
+
+def test_the_field_networks_have_torchvisions_layout():
+    """Our InceptionV3, EfficientNet-B1 and ResNet-50 (SwAV) have exactly the parameters of torchvision's (its
+    published counts: 27,161,264, 7,794,184 and 25,557,032, with the heads the metrics do not read added back), so
+    the published state dicts fit them; each gives the pooled feature size the field's metrics read."""
+    import torch
+
+    from backend.reconstruction.field_nets import EfficientNetB1, Inception3, ResNet50
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    fc = 2048 * 1000 + 1000
+    aux = (768 * 128 + 2 * 128) + (128 * 768 * 25 + 2 * 768) + (768 * 1000 + 1000)  # Inception's AuxLogits
+    assert count(Inception3()) + aux + fc == 27_161_264
+    assert count(EfficientNetB1()) + 1280 * 1000 + 1000 == 7_794_184
+    assert count(ResNet50()) + fc == 25_557_032
+    with torch.no_grad():
+        assert Inception3().eval()(torch.zeros(1, 3, 342, 342)).shape == (1, 2048)
+        assert EfficientNetB1().eval()(torch.zeros(1, 3, 255, 255)).shape == (1, 1280)
+        assert ResNet50().eval()(torch.zeros(1, 3, 224, 224)).shape == (1, 2048)

@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     msub = p.add_subparsers(dest="models_cmd", required=True)
     t = msub.add_parser("train", help="retrain demo models reproducibly from a seed (CPU; see README)")
     t.add_argument("which", nargs="*", default=["all"], help="embedder, judge, captioner, generator (latent UNet), "
-                   "code_generator (compact-code diffusion) or all")
+                   "pixel_generator (32 px, object-weighted), code_generator (compact-code diffusion) or all")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="folder (default assets/models)")
     t.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")

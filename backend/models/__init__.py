@@ -38,7 +38,9 @@ def default_device() -> str:
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ROLES = ("embedder", "generator", "captioner", "language_model", "sentence_embedder", "incontext_encoder")
-OPTIONAL = ("language_model", "incontext_encoder")  # an empty path: the feature that needs it is unavailable
+OPTIONAL = ("language_model", "incontext_encoder")
+# sections that are not model roles: [metrics] names the field's feature networks for reconstruction metrics
+SECTIONS = ("metrics",)  # an empty path: the feature that needs it is unavailable
 
 
 def config_path() -> Path:
@@ -56,7 +58,7 @@ def model_config(path: str | Path | None = None) -> dict[str, dict]:
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"{path} is not valid TOML: {exc}") from exc
     out = {}
-    for role in ROLES:
+    for role in ROLES + SECTIONS:
         entry = dict(cfg.get(role, {}))
         entry.setdefault("path", "")
         for key in [k for k in entry if k == "path" or k.endswith("_path")]:  # e.g. the generator's braindive_path
@@ -66,9 +68,10 @@ def model_config(path: str | Path | None = None) -> dict[str, dict]:
                 p = str(q if q.is_absolute() else (path.parent / q).resolve())
             entry[key] = p
         out[role] = entry
-    unknown = set(cfg) - set(ROLES)
+    unknown = set(cfg) - set(ROLES) - set(SECTIONS)
     if unknown:
-        raise InvalidInputError(f"{path}: unknown model roles {sorted(unknown)} (known: {', '.join(ROLES)})")
+        raise InvalidInputError(f"{path}: unknown model roles {sorted(unknown)} (known: {', '.join(ROLES)}; "
+                                f"and the sections {', '.join(SECTIONS)})")
     return out
 
 

@@ -14,12 +14,13 @@ Usable on any two image sets of equal length (seen[i] is what reconstruction[i] 
 Every image first goes to 256 px, as in MindEye2's evaluation. Feature networks are :class:`FeatureNet` objects;
 :func:`demo_feature_nets` gives the demo world's (the judge's early and late layers as low- and high-level
 analogues of AlexNet(2) / AlexNet(5), the embedder's patch tokens and global embedding as the CLIP analogue);
-:func:`alexnet_feature_nets` and :func:`clip_feature_net` load the field's networks from local files for real data.
+:func:`metric_feature_nets` gives the field's networks (:mod:`.field_nets`: AlexNet, InceptionV3, EfficientNet-B1,
+SwAV ResNet-50 from local state-dict files named in ``models.toml``'s ``[metrics]``, and the configured CLIP
+embedder) where they are configured, else the demo world's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -27,7 +28,7 @@ import numpy as np
 from ..errors import InvalidInputError
 
 __all__ = ["pixcorr", "ssim", "two_way_identification", "feature_distance", "FeatureNet", "demo_feature_nets",
-           "alexnet_feature_nets", "clip_feature_net", "evaluate_pairs", "METRIC_COLUMNS", "PAPER_ROWS",
+           "clip_feature_net", "metric_feature_nets", "evaluate_pairs", "METRIC_COLUMNS", "PAPER_ROWS",
            "higher_is_better"]
 
 EVAL_SIZE = 256  # everything is first brought to this size
@@ -207,64 +208,26 @@ def demo_feature_nets(judge, embedder, batch: int = 64) -> list[FeatureNet]:
             FeatureNet("Emb dist", emb_global, "distance", eid)]
 
 
-def _alexnet():
-    from torch import nn
-
-    class AlexNet(nn.Module):  # torchvision's layout, so its state dict (alexnet-owt-7be5be79.pth) loads as is
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(True), nn.MaxPool2d(3, 2),
-                nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(3, 2),
-                nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(True), nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(True),
-                nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(True), nn.MaxPool2d(3, 2))
-
-    return AlexNet()
-
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def alexnet_feature_nets(weights: str | Path, device: str = "cpu") -> list[FeatureNet]:
-    """AlexNet(2) and AlexNet(5) as the field uses them (features.4 and features.11, 256 px, ImageNet
-    normalisation) from a local torchvision state-dict file (``alexnet-owt-7be5be79.pth``)."""
-    import torch
-
-    weights = Path(weights)
-    if not weights.is_file():
-        raise InvalidInputError(f"AlexNet weights {weights} not found (a torchvision alexnet state dict, .pth)")
-    net = _alexnet()
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    missing = net.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")}, strict=True)
-    del missing
-    net = net.to(device).eval()
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).to(device)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1).to(device)
-
-    def layer(idx: int):
-        def fn(images: np.ndarray) -> np.ndarray:
-            out = []
-            with torch.no_grad():
-                for a in range(0, len(images), 32):
-                    x = torch.from_numpy(images[a:a + 32]).permute(0, 3, 1, 2).to(device)
-                    x = (x - mean) / std
-                    for k, m in enumerate(net.features):
-                        x = m(x)
-                        if k == idx:
-                            break
-                    out.append(x.flatten(1).cpu().numpy())
-            return np.concatenate(out)
-        return fn
-
-    mid = f"alexnet:{weights.name}"
-    return [FeatureNet("Alex(2)", layer(4), "2way", mid), FeatureNet("Alex(5)", layer(11), "2way", mid)]
-
-
 def clip_feature_net(embedder) -> FeatureNet:
     """The CLIP column: 2-way identification on any :class:`~backend.models.embedder.Embedder`'s global image
     embedding (CLIP ViT-L/14 from a local folder on real data; its processor does the 224 px resize)."""
     return FeatureNet("CLIP", lambda im: embedder.image_features(list(_to_uint8(im)), 32), "2way",
                       getattr(embedder, "model_id", "clip"))
+
+
+def metric_feature_nets(judge, embedder, files: dict | None = None, device: str = "cpu") -> list[FeatureNet]:
+    """The feature networks reconstructions are scored with: the field's (:func:`.field_nets.field_feature_nets`,
+    the papers' columns) when ``files`` (default: the ``*_path`` entries of ``models.toml``'s ``[metrics]``) names
+    any, else the demo world's analogues (:func:`demo_feature_nets`)."""
+    if files is None:
+        from ..models import model_config
+
+        files = {k[:-5]: v for k, v in model_config()["metrics"].items() if k.endswith("_path") and v}
+    if any(files.values()):
+        from .field_nets import field_feature_nets
+
+        return field_feature_nets(files, embedder, device)
+    return demo_feature_nets(judge, embedder)
 
 
 def evaluate_pairs(seen, recon, nets: list[FeatureNet] | None = None, per_image: bool = False):

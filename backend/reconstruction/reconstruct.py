@@ -19,7 +19,7 @@ from ..datasets.reading import stimulus_images, subject_betas
 from ..errors import InvalidInputError, NotFoundError
 from ..store import ProgressFn, Workspace, report, require_subject
 from .brainit import load_decoder
-from .metrics import demo_feature_nets, evaluate_pairs
+from .metrics import evaluate_pairs, metric_feature_nets
 
 __all__ = ["ReconConfig", "reconstruct", "reconstruction_runs", "run_reconstructions", "test_images",
            "brain_equivalence", "run_metrics", "per_image_metrics", "reconstruction_steps", "metrics_table"]
@@ -137,7 +137,7 @@ def _score(ws, run, subject, stim, low, embedder, judge, progress) -> dict:
     _, images, _, _ = run_reconstructions(ws, run)
     seen = stimulus_images(ws, stim)
     report(progress, "Scoring the reconstructions", 0, 1)
-    nets = demo_feature_nets(judge, embedder)
+    nets = metric_feature_nets(judge, embedder)
     final = evaluate_pairs(seen, images, nets)
     low_only = evaluate_pairs(seen, list(low), nets)
     out = {"final": final, "low-level": low_only, "n": len(stim)}
@@ -195,7 +195,7 @@ def per_image_metrics(ws: Workspace, run_id: str, judge=None, embedder=None) -> 
     from ..models import load_judge, load_role
 
     best, images, _, stim = run_reconstructions(ws, run_id)
-    nets = demo_feature_nets(judge or load_judge(), embedder or load_role("embedder"))
+    nets = metric_feature_nets(judge or load_judge(), embedder or load_role("embedder"))
     per = evaluate_pairs(stimulus_images(ws, stim), list(images), nets, per_image=True)
     return pd.concat([best[["stim_id", "score"]].reset_index(drop=True), pd.DataFrame(per)], axis=1)
 

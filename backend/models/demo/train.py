@@ -379,7 +379,7 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if {"embedder", "captioner", "generator", "code_generator"} & set(which):
+    if {"embedder", "captioner", "generator", "code_generator", "pixel_generator"} & set(which):
         train = render_set(TRAIN_SEED_OFFSET + seed, 30000, cache=cache, workers=workers)
         held = render_set(HELDOUT_SEED_OFFSET + seed, 2000, cache=cache, workers=workers)
     results = {}
@@ -402,8 +402,8 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         log(f"judge: held-out {rep['held_out']}")
         save_report(out, "judge", rep)
         results["judge"] = rep
-    emb = DemoClip.from_pretrained(out / "embedder") if {"captioner", "generator", "code_generator"} & set(which) \
-        else None
+    emb = DemoClip.from_pretrained(out / "embedder") \
+        if {"captioner", "generator", "code_generator", "pixel_generator"} & set(which) else None
     if "captioner" in which:
         from ..captioner import CaptionDecoder
 
@@ -413,6 +413,20 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         log(f"captioner: categories named in held-out captions {rep['names_categories']}")
         save_report(out, "captioner", rep)
         results["captioner"] = rep
+    if "pixel_generator" in which:
+        from ..generator import load_generator
+        from .train_pixel import train_pixel_generator
+
+        labels = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
+        if not np.array_equal(labels["images"][:100], train["images"][:100]):
+            raise RuntimeError("the training images and their masks were rendered from different worlds")
+        rep = train_pixel_generator(out / "generator_pixel", train, labels.pop("labels"), emb, seed=seed,
+                                    progress=progress, log=log)
+        gen = load_generator(out / "generator_pixel", embedder=emb)
+        rep.update(_judge_generator(out, gen, emb, seed, cache, workers, prefix="generator_pixel"))
+        log(f"pixel generator: judged {rep['judged']}")
+        save_report(out, "generator_pixel", rep)
+        results["generator_pixel"] = rep
     if "code_generator" in which:
         from ..generator import load_generator
         from .train_code import train_code_generator
