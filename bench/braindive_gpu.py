@@ -93,6 +93,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--batches", default="1,8")
     p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing of the UNet")
+    p.add_argument("--sag-scale", type=float, default=0.0, help="self-attention guidance as the published code "
+                   "(0.75 there; costs one more UNet call per step)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
@@ -113,7 +115,7 @@ def main() -> None:
         for batch in [int(b) for b in a.batches.split(",")]:
             for name, scale in (("unguided", 0.0), ("guided", 130.0)):
                 cfg = GuidanceConfig(steps=a.steps, batch=batch, scale=scale, sampler="dpm",
-                                     gradient_checkpointing=a.checkpointing)
+                                     gradient_checkpointing=a.checkpointing, sag_scale=a.sag_scale)
                 list(guided_batches(gen, emb, objective, list(range(batch)),
                                     GuidanceConfig(steps=2, batch=batch, scale=scale, sampler="dpm")))  # warm-up
                 if a.device.startswith("cuda"):

@@ -192,6 +192,23 @@ def test_the_real_path_guides_a_tiny_stable_diffusion_through_a_tiny_clip(tmp_pa
                                                            GuidanceConfig(steps=4, batch=2, scale=0.0))])
     assert a.shape == (3, 16, 16, 3) and np.array_equal(a, b)  # deterministic with a seed
     assert not np.array_equal(a, plain)  # the guidance changed the images
+    # self-attention guidance (the published code's SAG pipeline): the mid-block attention is read and the
+    # correction changes the images, deterministically; the UNet's attention processor is restored afterwards
+    attn = gen.pipe.unet.mid_block.attentions[0].transformer_blocks[0].attn1
+    before = type(attn.processor)
+    sag = GuidanceConfig(steps=4, batch=2, scale=5000.0, sag_scale=0.75)
+    c = np.concatenate([im for _, im in guided_batches(gen, clip, objective, [0, 1, 2], sag)])
+    assert np.array_equal(c, np.concatenate([im for _, im in guided_batches(gen, clip, objective, [0, 1, 2], sag)]))
+    assert not np.array_equal(c, a) and type(attn.processor) is before
+    x = gen.prepare_latents(2, 0)
+    t = gen.timesteps(4)[1]
+    with gen.self_attention_store() as store:
+        eps = gen.predict_noise(x, t, gen.unconditional(2))
+        assert store.attention_probs is not None and store.map_size is not None
+        assert torch.equal(gen.self_attention_guidance(x, t, eps, gen.unconditional(2), store, 0.0),
+                           torch.zeros_like(eps))
+    with pytest.raises(InvalidInputError, match="classifier-free guidance off"):
+        GuidanceConfig(sag_scale=0.75, text_guidance=3.0)
 
 
 def test_the_synthesis_page_reopens_a_stored_run_with_its_scores_and_natural_images(fitted_world, models, monkeypatch):

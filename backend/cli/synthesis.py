@@ -13,6 +13,8 @@ def _guidance_args(p) -> None:
     p.add_argument("--scale", type=float, default=None, help="guidance scale (0 = unguided; default: the steered "
                                      "generator's braindive_scale, 130 for generator_latent64, else the paper's 130)")
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    p.add_argument("--sag-scale", type=float, default=0.0, help="self-attention guidance scale, as the published "
+                   "BrainDiVE code on Stable Diffusion (e.g. 0.75; 0 = off; Stable Diffusion generators only)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--keep", type=float, default=0.2, help="share kept after re-ranking")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -46,7 +48,8 @@ def add_parser(sub) -> None:
 def _config(args):
     from ..synthesis import GuidanceConfig
 
-    return GuidanceConfig(steps=args.steps, scale=args.scale, sampler=args.sampler, batch=args.batch)
+    return GuidanceConfig(steps=args.steps, scale=args.scale, sampler=args.sampler, batch=args.batch,
+                          sag_scale=args.sag_scale)
 
 
 def run(ws, args) -> int:

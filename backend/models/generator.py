@@ -18,6 +18,7 @@ for t in ``timesteps``: ``predict_noise`` -> ``step``; ``decode``), so that guid
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -372,6 +373,58 @@ class StableDiffusionGenerator(Generator):
     @property
     def image_size(self) -> int:
         return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+
+    @contextlib.contextmanager
+    def self_attention_store(self):
+        """While open, the UNet's mid-block self-attention keeps its attention probabilities and map size (what
+        self-attention guidance reads); the original processor is put back on exit."""
+        from diffusers.pipelines.deprecated.stable_diffusion_sag.pipeline_stable_diffusion_sag import \
+            CrossAttnStoreProcessor
+
+        block = self.pipe.unet.mid_block.attentions[0]
+        attn = block.transformer_blocks[0].attn1
+        original, store = attn.processor, CrossAttnStoreProcessor()
+        store.map_size = None
+
+        def size_hook(module, inputs, output):
+            store.map_size = output[0].shape[-2:]
+
+        attn.processor = store
+        hook = block.register_forward_hook(size_hook)
+        try:
+            yield store
+        finally:
+            hook.remove()
+            attn.processor = original
+
+    def self_attention_guidance(self, x: torch.Tensor, t, eps: torch.Tensor, cond: torch.Tensor, store,
+                                scale: float) -> torch.Tensor:
+        """Self-attention guidance (Hong et al. 2023, as diffusers' StableDiffusionSAGPipeline without
+        classifier-free guidance): the x0 estimate blurred where the last UNet call's mid-block self-attention is
+        concentrated, noised back to step ``t`` with ``eps``, denoised again; returns the correction
+        ``scale * (eps - eps(degraded))`` to add to ``eps``. ``store``: from :meth:`self_attention_store`, holding the
+        attention of the call that produced ``eps`` (on ``x`` under ``cond``)."""
+        import torch.nn.functional as F
+        from diffusers.pipelines.deprecated.stable_diffusion_sag.pipeline_stable_diffusion_sag import \
+            gaussian_blur_2d
+
+        probs = store.attention_probs
+        if probs is None or store.map_size is None:
+            raise InvalidInputError("self-attention guidance needs the attention of a UNet call on these latents")
+        b = x.shape[0]
+        if probs.shape[0] % b:
+            raise InvalidInputError(f"the stored attention covers {probs.shape[0]} maps, not a multiple of the batch "
+                                    f"{b} (self-attention guidance runs with classifier-free guidance off)")
+        with torch.no_grad():
+            abar = self.scheduler.alphas_cumprod.to(x.device)[torch.as_tensor(t, device=x.device).long()]
+            x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+            hw = probs.shape[-1]
+            mask = probs.detach().reshape(b, -1, hw, hw).mean(1).sum(1) > 1.0
+            mask = mask.reshape(b, 1, *store.map_size).to(x.dtype)
+            mask = F.interpolate(mask, x.shape[-2:]).expand_as(x)
+            degraded = gaussian_blur_2d(x0, kernel_size=9, sigma=1.0) * mask + x0 * (1 - mask)
+            degraded = self.scheduler.add_noise(degraded, eps, torch.as_tensor(t, device=x.device).reshape(1))
+            return scale * (eps - self._unet_eps(degraded, t, cond))
 
 
 def _model_id(folder: Path) -> str:

@@ -65,6 +65,8 @@ class GuidanceConfig:
     gradient_checkpointing : recompute the UNet's activations in the backward pass (memory for time; GPU at 512 px).
     fp16 : autocast to float16 on CUDA (ignored on CPU).
     preview_every : call ``preview`` with the current decoded estimate every this many steps (0 = never).
+    sag_scale : self-attention guidance (Hong et al. 2023) at this scale, as the published BrainDiVE code runs on
+        Stable Diffusion's SAG pipeline (0 = off; only generators that offer it: Stable Diffusion folders).
     """
     steps: int = 50
     scale: float | None = None
@@ -75,6 +77,7 @@ class GuidanceConfig:
     gradient_checkpointing: bool = False
     fp16: bool = True
     preview_every: int = 5
+    sag_scale: float = 0.0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -85,6 +88,11 @@ class GuidanceConfig:
             raise InvalidInputError(f"batch must be at least 1, got {self.batch}")
         if self.scale is not None and (not np.isfinite(self.scale) or self.scale < 0):
             raise InvalidInputError(f"scale must be a finite number >= 0, got {self.scale}")
+        if not np.isfinite(self.sag_scale) or self.sag_scale < 0:
+            raise InvalidInputError(f"sag_scale must be a finite number >= 0, got {self.sag_scale}")
+        if self.sag_scale > 0 and self.text_guidance != 1.0:
+            raise InvalidInputError("self-attention guidance (sag_scale) runs with classifier-free guidance off "
+                                    f"(text_guidance 1), got text_guidance {self.text_guidance}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -118,6 +126,9 @@ def guided_batches(generator, embedder, objective: Callable, seeds, config: Guid
 
     seeds = [int(s) for s in seeds]
     config = config.resolved(generator)
+    if config.sag_scale > 0 and not hasattr(generator, "self_attention_guidance"):
+        raise InvalidInputError(f"the generator {generator.model_id} does not offer self-attention guidance "
+                                "(Stable Diffusion folders do); set sag_scale to 0")
     device = generator.device
     unet = generator.denoiser
     if config.gradient_checkpointing and hasattr(unet, "enable_gradient_checkpointing"):
@@ -129,6 +140,8 @@ def guided_batches(generator, embedder, objective: Callable, seeds, config: Guid
     generator.scheduler = sched
     total = len(seeds) * config.steps
     done = 0
+    stack = contextlib.ExitStack()
+    store = stack.enter_context(generator.self_attention_store()) if config.sag_scale > 0 else None
     try:
         for a in range(0, len(seeds), config.batch):
             batch = seeds[a:a + config.batch]
@@ -146,6 +159,7 @@ def guided_batches(generator, embedder, objective: Callable, seeds, config: Guid
                         with autocast():
                             eps = generator.predict_noise(xg, t, cond, config.text_guidance, uncond)
                         eps = eps.float()
+                        eps_plain = eps.detach()
                         x0 = (xg - (1 - abar).sqrt() * eps) / abar.sqrt()
                         blend = x0 * (1 - abar).sqrt() + xg * (1 - (1 - abar).sqrt())
                         with autocast():
@@ -157,7 +171,11 @@ def guided_batches(generator, embedder, objective: Callable, seeds, config: Guid
                 else:
                     with torch.no_grad(), autocast():
                         eps = generator.predict_noise(x, t, cond, config.text_guidance, uncond).float()
-                    img = None
+                    eps_plain, img = eps, None
+                if store is not None:  # on the step's own attention, before the brain's gradient moves eps
+                    with autocast():
+                        eps = eps + generator.self_attention_guidance(x.detach(), t, eps_plain, cond, store,
+                                                                      config.sag_scale).float()
                 if preview is not None and config.preview_every and (k % config.preview_every == 0
                                                                       or k == len(timesteps) - 1):
                     if img is None:
@@ -173,6 +191,7 @@ def guided_batches(generator, embedder, objective: Callable, seeds, config: Guid
                 images = generator.to_uint8(generator.decode(x).float())
             yield batch, images
     finally:
+        stack.close()
         generator.scheduler = original
         if config.gradient_checkpointing and hasattr(unet, "disable_gradient_checkpointing"):
             unet.disable_gradient_checkpointing()

@@ -87,7 +87,7 @@ def evaluate_synthesis(ws: Workspace, subjects=None, n_seeds: int = 100, config:
         text = {}
         for cat in sorted({c for _, c, _ in targets}):
             cfg = GuidanceConfig(**{**config.as_dict(), "scale": 0.0, "prompt": CATEGORY_PROMPTS[cat],
-                                    "text_guidance": 3.0})
+                                    "text_guidance": 3.0, "sag_scale": 0.0})
             text[cat] = np.concatenate([im for _, im in guided_batches(models.generator, emb, None, seeds, cfg,
                                                                        progress=progress,
                                                                        stage=f"Text samples: {CATEGORY_PROMPTS[cat]}")])
