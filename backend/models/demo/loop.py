@@ -12,7 +12,8 @@ import torch
 
 from ...store.progress import ProgressFn, report
 
-__all__ = ["Checkpoint", "seed_everything", "lr_at", "optimise", "tick"]
+__all__ = ["Checkpoint", "seed_everything", "lr_at", "optimise", "tick", "conditioned_inputs", "latent_inputs",
+           "draw_conditions", "ema_update"]
 
 
 def seed_everything(seed: int) -> None:
@@ -80,3 +81,58 @@ class Checkpoint:
 
     def done(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def conditioned_inputs(folder: Path, key: dict, data: dict, embedder, extra) -> dict:
+    """A diffusion recipe's per-image inputs, computed once per run and cached in ``folder/train_inputs.pt`` (keyed
+    by ``key``): what ``extra()`` returns (latents or pixels) plus every image's embedding (``img_emb``), every
+    caption's text embedding (``text``), and where each image's captions start (``first``) and how many it has
+    (``n_captions``)."""
+    cache = Path(folder) / "train_inputs.pt"
+    if cache.exists():
+        stored = torch.load(cache, weights_only=False)
+        if stored["key"] == key:
+            return stored
+    captions = data["captions"]
+    stored = {"key": key, **extra(), "img_emb": torch.from_numpy(embedder.image_features(data["images"])),
+              "text": torch.from_numpy(embedder.text_features([c for cs in captions for c in cs])),
+              "first": np.concatenate([[0], np.cumsum([len(cs) for cs in captions])[:-1]]),
+              "n_captions": np.array([len(cs) for cs in captions])}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(stored, cache.with_suffix(".tmp"))
+    cache.with_suffix(".tmp").replace(cache)
+    return stored
+
+
+def latent_inputs(folder: Path, data: dict, vae, embedder) -> dict:
+    """:func:`conditioned_inputs` with every training image's VAE latents (``lat``: posterior mean, scaled)."""
+    sf = vae.config.scaling_factor
+    key = {"n": len(data["images"]), "captions": sum(map(len, data["captions"])), "vae_scaling": sf,
+           "embedder": embedder.model_id}
+
+    def latents():
+        images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            return {"lat": torch.cat([vae.encode(images[a:a + 250].float() / 127.5 - 1).latent_dist.mode() * sf
+                                      for a in range(0, len(images), 250)])}
+    return conditioned_inputs(folder, key, data, embedder, latents)
+
+
+def draw_conditions(rng: np.random.Generator, idx: np.ndarray, inputs: dict, p_text: float,
+                    p_uncond: float) -> torch.Tensor:
+    """The training condition of each image ``idx``: at random the text embedding of one of its captions
+    (``p_text``), else its own image embedding (unCLIP-style), with zeros (unconditional) for the last
+    ``p_uncond``."""
+    u = rng.random(len(idx))
+    cap = inputs["first"][idx] + (rng.random(len(idx)) * inputs["n_captions"][idx]).astype(int)
+    cond = torch.where(torch.from_numpy(u < p_text)[:, None], inputs["text"][cap], inputs["img_emb"][idx])
+    cond[torch.from_numpy(u >= 1 - p_uncond)] = 0
+    return cond
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA of ``model``'s weights into ``ema``, with the usual warm-up of the decay."""
+    with torch.no_grad():
+        d = min(decay, (1 + step) / (10 + step))
+        for pe, pu in zip(ema.parameters(), model.parameters()):
+            pe.mul_(d).add_(pu.detach(), alpha=1 - d)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ...store.progress import ProgressFn
-from .loop import Checkpoint, optimise, seed_everything, tick
+from .loop import Checkpoint, draw_conditions, ema_update, latent_inputs, optimise, seed_everything, tick
 
 TRAIN_SEED_OFFSET = 1000   # training images: world seed 1000 + seed
 HELDOUT_SEED_OFFSET = 5000  # held-out images for evaluation
@@ -289,23 +289,8 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
     out = Path(out)
     vae = AutoencoderKL.from_pretrained(str(out / "vae"), local_files_only=True).eval()
     sf = vae.config.scaling_factor
-    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
-    captions = data["captions"]
-    flat = [c for cs in captions for c in cs]
-    first = np.concatenate([[0], np.cumsum([len(cs) for cs in captions])[:-1]])
-    cache = out / "train_inputs.pt"  # latents and embeddings of the training images: computed once per run
-    key = {"n": len(images), "captions": len(flat), "vae_scaling": sf, "embedder": embedder.model_id}
-    stored = torch.load(cache, weights_only=False) if cache.exists() else None
-    if stored is not None and stored["key"] == key:
-        lat, img_emb, text = stored["lat"], stored["img_emb"], stored["text"]
-    else:
-        with torch.no_grad():  # every training image's latent (mean of the posterior) and embeddings
-            lat = torch.cat([vae.encode(images[a:a + 250].float() / 127.5 - 1).latent_dist.mode() * sf
-                             for a in range(0, len(images), 250)])
-        img_emb = torch.from_numpy(embedder.image_features(data["images"]))
-        text = torch.from_numpy(embedder.text_features(flat))
-        torch.save({"key": key, "lat": lat, "img_emb": img_emb, "text": text}, cache.with_suffix(".tmp"))
-        cache.with_suffix(".tmp").replace(cache)
+    inputs = latent_inputs(out, data, vae, embedder)  # latents and embeddings: computed once per run
+    lat = inputs["lat"]
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
     seed_everything(seed)
     unet = new_demo_latent_unet(embedder.dim, lat.shape[-1])
@@ -322,27 +307,21 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
     for step in range(start, steps):
         idx = rng.choice(len(lat), batch, replace=False)
         x0 = lat[idx]
-        u = rng.random(batch)
-        cap = first[idx] + (rng.random(batch) * np.array([len(captions[i]) for i in idx])).astype(int)
-        cond = torch.where(torch.from_numpy(u < p_text)[:, None], text[cap], img_emb[idx])
-        cond[torch.from_numpy(u >= 1 - p_uncond)] = 0
+        cond = draw_conditions(rng, idx, inputs, p_text, p_uncond)
         noise = torch.randn_like(x0)
         t = torch.from_numpy(rng.integers(0, 1000, batch))
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
         loss = F.mse_loss(unet(xt, t, class_labels=cond).sample, target)
         optimise(opt, loss, step, steps, 3e-4, unet.parameters(), warmup=200)
-        with torch.no_grad():
-            d = min(ema_decay, (1 + step) / (10 + step))
-            for pe, pu in zip(ema.parameters(), unet.parameters()):
-                pe.mul_(d).add_(pu.detach(), alpha=1 - d)
+        ema_update(ema, unet, step, ema_decay)
         tick(progress, log, "generator", step, steps, loss, t0)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(both, opt, rng, step + 1)
             _save_generator(out, ema, vae, sched, seed, embedder, step + 1, steps)  # a usable snapshot
     _save_generator(out, ema, vae, sched, seed, embedder, steps, steps)
     ckpt.done()
-    cache.unlink(missing_ok=True)
+    (out / "train_inputs.pt").unlink(missing_ok=True)
     return {"steps": steps, "batch": batch, "p_text": p_text, "p_uncond": p_uncond, "ema_decay": ema_decay,
             "seconds_this_run": round(time.time() - t0), "final_loss": float(loss)}
 

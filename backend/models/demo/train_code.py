@@ -22,32 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ...store.progress import ProgressFn
-from .loop import Checkpoint, optimise, seed_everything, tick
-
-
-def _inputs(folder: Path, data: dict, vae, embedder) -> dict:
-    """Every training image's VAE latents (posterior mean, scaled) and embeddings, cached in ``folder``."""
-    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)
-    captions = data["captions"]
-    flat = [c for cs in captions for c in cs]
-    sf = vae.config.scaling_factor
-    key = {"n": len(images), "captions": len(flat), "vae_scaling": sf, "embedder": embedder.model_id}
-    cache = folder / "train_inputs.pt"
-    if cache.exists():
-        stored = torch.load(cache, weights_only=False)
-        if stored["key"] == key:
-            return stored
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(images[a:a + 250].float() / 127.5 - 1).latent_dist.mode() * sf
-                         for a in range(0, len(images), 250)])
-    stored = {"key": key, "lat": lat, "img_emb": torch.from_numpy(embedder.image_features(data["images"])),
-              "text": torch.from_numpy(embedder.text_features(flat)),
-              "first": np.concatenate([[0], np.cumsum([len(cs) for cs in captions])[:-1]]),
-              "n_captions": np.array([len(cs) for cs in captions])}
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(stored, cache.with_suffix(".tmp"))
-    cache.with_suffix(".tmp").replace(cache)
-    return stored
+from .loop import Checkpoint, draw_conditions, ema_update, latent_inputs, optimise, seed_everything, tick
 
 
 def train_code_autoencoder(out: Path, latents: torch.Tensor, seed: int = 0, steps: int = 2500, batch: int = 256,
@@ -102,7 +77,7 @@ def train_code_denoiser(out: Path, inputs: dict, codec, seed: int = 0, steps: in
 
     with torch.no_grad():
         codes = torch.cat([codec.encode(inputs["lat"][a:a + 2000]) for a in range(0, len(inputs["lat"]), 2000)])
-    img_emb, text, first, n_cap = inputs["img_emb"], inputs["text"], inputs["first"], inputs["n_captions"]
+    img_emb = inputs["img_emb"]
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
     seed_everything(seed)
     net = CodeDenoiser(codes.shape[1], img_emb.shape[1], width, blocks)
@@ -119,18 +94,12 @@ def train_code_denoiser(out: Path, inputs: dict, codec, seed: int = 0, steps: in
     for step in range(start, steps):
         idx = rng.choice(len(codes), batch, replace=False)
         x0 = codes[idx]
-        u = rng.random(batch)
-        cap = first[idx] + (rng.random(batch) * n_cap[idx]).astype(int)
-        cond = torch.where(torch.from_numpy(u < p_text)[:, None], text[cap], img_emb[idx])
-        cond[torch.from_numpy(u >= 1 - p_uncond)] = 0
+        cond = draw_conditions(rng, idx, inputs, p_text, p_uncond)
         noise = torch.randn_like(x0)
         t = torch.from_numpy(rng.integers(0, 1000, batch))
         loss = F.mse_loss(net(sched.add_noise(x0, noise, t), t, cond), sched.get_velocity(x0, noise, t))
         optimise(opt, loss, step, steps, 3e-4, net.parameters(), warmup=200)
-        with torch.no_grad():
-            d = min(ema_decay, (1 + step) / (10 + step))
-            for pe, pu in zip(ema.parameters(), net.parameters()):
-                pe.mul_(d).add_(pu.detach(), alpha=1 - d)
+        ema_update(ema, net, step, ema_decay)
         tick(progress, log, "the generator's code denoiser", step, steps, loss, t0, every=250)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(both, opt, rng, step + 1)
@@ -160,7 +129,7 @@ def train_code_generator(out: Path, data: dict, embedder, seed: int = 0, vae: Pa
     if not (out / "vae" / "config.json").exists() or (out / "vae" / "train_state.pt").exists():
         raise FileNotFoundError(f"{out / 'vae'} holds no trained VAE: train one (train_vae) or pass vae=FOLDER")
     vae_model = AutoencoderKL.from_pretrained(str(out / "vae"), local_files_only=True).eval()
-    inputs = _inputs(out, data, vae_model, embedder)
+    inputs = latent_inputs(out, data, vae_model, embedder)
     if not (out / "codec" / "model.safetensors").exists() or (out / "codec" / "train_state.pt").exists():
         report_["codec"] = train_code_autoencoder(out / "codec", inputs["lat"], seed=seed, progress=progress, log=log,
                                                   **(codec_kw or {}))

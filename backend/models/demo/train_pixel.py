@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ...store.progress import ProgressFn
-from .loop import Checkpoint, optimise, seed_everything, tick
+from .loop import Checkpoint, conditioned_inputs, draw_conditions, ema_update, optimise, seed_everything, tick
 
 
 def object_weights(labels: np.ndarray, size: int, object_weight: float) -> torch.Tensor:
@@ -42,28 +42,11 @@ def object_weights(labels: np.ndarray, size: int, object_weight: float) -> torch
     return 1 + object_weight * obj
 
 
-def _inputs(folder: Path, data: dict, embedder, size: int) -> dict:
-    """Every training image at ``size`` px in [-1, 1], its embeddings and its captions' text embeddings, cached."""
-    captions = data["captions"]
-    flat = [c for cs in captions for c in cs]
-    key = {"n": len(data["images"]), "captions": len(flat), "embedder": embedder.model_id, "size": size}
-    cache = folder / "train_inputs.pt"
-    if cache.exists():
-        stored = torch.load(cache, weights_only=False)
-        if stored["key"] == key:
-            return stored
+def _pixels(data: dict, size: int) -> dict:
     x = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float()
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="area")
-    stored = {"key": key, "x": (x / 127.5 - 1).contiguous(),
-              "img_emb": torch.from_numpy(embedder.image_features(data["images"])),
-              "text": torch.from_numpy(embedder.text_features(flat)),
-              "first": np.concatenate([[0], np.cumsum([len(cs) for cs in captions])[:-1]]),
-              "n_captions": np.array([len(cs) for cs in captions])}
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(stored, cache.with_suffix(".tmp"))
-    cache.with_suffix(".tmp").replace(cache)
-    return stored
+    return {"x": (x / 127.5 - 1).contiguous()}
 
 
 def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, seed: int = 0, steps: int = 5000,
@@ -81,9 +64,10 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
     out = Path(out)
     if labels.shape[0] != len(data["images"]) or labels.shape[1:] != data["images"].shape[1:3]:
         raise ValueError(f"labels {labels.shape} do not match images {data['images'].shape}")
-    inputs = _inputs(out, data, embedder, size)
-    x_all, img_emb, text = inputs["x"], inputs["img_emb"], inputs["text"]
-    first, n_cap = inputs["first"], inputs["n_captions"]
+    key = {"n": len(data["images"]), "captions": sum(map(len, data["captions"])), "embedder": embedder.model_id,
+           "size": size}
+    inputs = conditioned_inputs(out, key, data, embedder, lambda: _pixels(data, size))
+    x_all = inputs["x"]
     weights = object_weights(labels, size, object_weight)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
     abar = sched.alphas_cumprod
@@ -106,10 +90,7 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
     for step in range(start, steps):
         idx = rng.choice(len(x_all), batch, replace=False)
         x0, w = x_all[idx], weights[idx]
-        u = rng.random(batch)
-        cap = first[idx] + (rng.random(batch) * n_cap[idx]).astype(int)
-        cond = torch.where(torch.from_numpy(u < p_text)[:, None], text[cap], img_emb[idx])
-        cond[torch.from_numpy(u >= 1 - p_uncond)] = 0
+        cond = draw_conditions(rng, idx, inputs, p_text, p_uncond)
         noise = torch.randn_like(x0)
         t = torch.from_numpy(rng.integers(0, 1000, batch))
         err = (unet(sched.add_noise(x0, noise, t), t, class_labels=cond).sample
@@ -117,10 +98,7 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
         per_image = (err * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * err.shape[1])
         loss = (per_image * t_weight[t]).mean()
         optimise(opt, loss, step, steps, lr, unet.parameters(), warmup=200)
-        with torch.no_grad():
-            d = min(ema_decay, (1 + step) / (10 + step))
-            for pe, pu in zip(ema.parameters(), unet.parameters()):
-                pe.mul_(d).add_(pu.detach(), alpha=1 - d)
+        ema_update(ema, unet, step, ema_decay)
         tick(progress, log, "the pixel generator", step, steps, loss, t0, every=100)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(both, opt, rng, step + 1)
