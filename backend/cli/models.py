@@ -13,8 +13,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("models", help="the demo models")
     msub = p.add_subparsers(dest="models_cmd", required=True)
     t = msub.add_parser("train", help="retrain demo models reproducibly from a seed (CPU; see README)")
-    t.add_argument("which", nargs="*", default=["all"], help="embedder, judge, captioner, generator (latent UNet), "
-                   "pixel_generator (32 px, object-weighted), code_generator (compact-code diffusion) or all")
+    t.add_argument("which", nargs="*", default=["all"], help="embedder, judge, captioner, generator (the default: "
+                   "32 px pixel diffusion, object-weighted), latent_generator (64 px latent diffusion), code_generator "
+                   "(compact-code diffusion, not shipped) or all (every shipped one)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="folder (default assets/models)")
     t.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")
@@ -33,7 +34,8 @@ def add_parser(sub) -> None:
 def train(ws, args) -> int:
     from ..models.demo.train import train_all
 
-    which = ["embedder", "judge", "captioner", "generator"] if "all" in args.which else args.which
+    which = ["embedder", "judge", "captioner", "generator", "latent_generator"] if "all" in args.which \
+        else args.which
     bar = progress_bar()
     try:
         res = train_all(Path(args.out) if args.out else ASSETS, which, seed=args.seed, cache=Path(args.cache),

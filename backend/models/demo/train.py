@@ -20,6 +20,10 @@ from ...store.progress import ProgressFn
 from .loop import Checkpoint, draw_conditions, ema_update, latent_inputs, optimise, seed_everything, tick
 
 TRAIN_SEED_OFFSET = 1000   # training images: world seed 1000 + seed
+# the generator recipes ``models train`` knows: name -> (folder under the output, what the log calls it)
+GENERATOR_RECIPES = {"generator": ("generator", "the default generator (32 px pixels, object-weighted)"),
+                     "latent_generator": ("generator_latent64", "the latent generator (64 px)"),
+                     "code_generator": ("generator_code", "the compact-code generator")}
 HELDOUT_SEED_OFFSET = 5000  # held-out images for evaluation
 
 
@@ -358,7 +362,7 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if {"embedder", "captioner", "generator", "code_generator", "pixel_generator"} & set(which):
+    if {"embedder", "captioner", *GENERATOR_RECIPES} & set(which):
         train = render_set(TRAIN_SEED_OFFSET + seed, 30000, cache=cache, workers=workers)
         held = render_set(HELDOUT_SEED_OFFSET + seed, 2000, cache=cache, workers=workers)
     results = {}
@@ -381,8 +385,7 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         log(f"judge: held-out {rep['held_out']}")
         save_report(out, "judge", rep)
         results["judge"] = rep
-    emb = DemoClip.from_pretrained(out / "embedder") \
-        if {"captioner", "generator", "code_generator", "pixel_generator"} & set(which) else None
+    emb = DemoClip.from_pretrained(out / "embedder") if {"captioner", *GENERATOR_RECIPES} & set(which) else None
     if "captioner" in which:
         from ..captioner import CaptionDecoder
 
@@ -392,46 +395,35 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         log(f"captioner: categories named in held-out captions {rep['names_categories']}")
         save_report(out, "captioner", rep)
         results["captioner"] = rep
-    if "pixel_generator" in which:
+    for recipe, (folder, label) in GENERATOR_RECIPES.items():
+        if recipe not in which:
+            continue
         from ..generator import load_generator
-        from .train_pixel import train_pixel_generator
 
-        labels = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
-        if not np.array_equal(labels["images"][:100], train["images"][:100]):
-            raise RuntimeError("the training images and their masks were rendered from different worlds")
-        rep = train_pixel_generator(out / "generator_pixel", train, labels.pop("labels"), emb, seed=seed,
-                                    progress=progress, log=log)
-        gen = load_generator(out / "generator_pixel", embedder=emb)
-        rep.update(_judge_generator(out, gen, emb, seed, cache, workers, prefix="generator_pixel"))
-        log(f"pixel generator: judged {rep['judged']}")
-        save_report(out, "generator_pixel", rep)
-        results["generator_pixel"] = rep
-    if "code_generator" in which:
-        from ..generator import load_generator
-        from .train_code import train_code_generator
+        gdir = out / folder
+        if recipe == "generator":  # the default: pixels, with the training images' object masks
+            from .train_pixel import train_pixel_generator
 
-        gdir = out / "generator_code"
-        if vae is None and (not (gdir / "vae" / "config.json").exists() or (gdir / "vae" / "train_state.pt").exists()):
-            save_report(out, "generator_code_vae", train_vae(gdir / "vae", train, seed=seed, progress=progress, log=log))
-        rep = train_code_generator(gdir, train, emb, seed=seed, vae=vae, progress=progress, log=log)
+            masks = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
+            if not np.array_equal(masks["images"][:100], train["images"][:100]):
+                raise RuntimeError("the training images and their masks were rendered from different worlds")
+            rep = train_pixel_generator(gdir, train, masks.pop("labels"), emb, seed=seed, progress=progress, log=log)
+        else:  # on a VAE: trained first (or, for the code generator, given with ``vae``)
+            given = vae if recipe == "code_generator" else None
+            if given is None and (not (gdir / "vae" / "config.json").exists()
+                                  or (gdir / "vae" / "train_state.pt").exists()):
+                save_report(out, f"{folder}_vae", train_vae(gdir / "vae", train, seed=seed, progress=progress, log=log))
+            if recipe == "code_generator":
+                from .train_code import train_code_generator
+
+                rep = train_code_generator(gdir, train, emb, seed=seed, vae=given, progress=progress, log=log)
+            else:
+                rep = train_generator(gdir, train, emb, seed=seed, progress=progress, log=log)
         gen = load_generator(gdir, embedder=emb)
-        rep.update(_judge_generator(out, gen, emb, seed, cache, workers, prefix="generator_code"))
-        log(f"code generator: judged {rep['judged']}")
-        save_report(out, "generator_code", rep)
-        results["generator_code"] = rep
-    if "generator" in which:
-        from ..generator import load_generator
-
-        gdir = out / "generator"
-        if not (gdir / "vae" / "config.json").exists() or (gdir / "vae" / "train_state.pt").exists():
-            rep = train_vae(gdir / "vae", train, seed=seed, progress=progress, log=log)
-            save_report(out, "generator_vae", rep)
-        rep = train_generator(gdir, train, emb, seed=seed, progress=progress, log=log)
-        gen = load_generator(gdir, embedder=emb)
-        rep.update(_judge_generator(out, gen, emb, seed, cache, workers))
-        log(f"generator: judged {rep['judged']}")
-        save_report(out, "generator", rep)
-        results["generator"] = rep
+        rep.update(_judge_generator(out, gen, emb, seed, cache, workers, prefix=folder))
+        log(f"{label}: judged {rep['judged']}")
+        save_report(out, folder, rep)
+        results[folder] = rep
     return results
 
 
@@ -470,16 +462,11 @@ def evaluate_all(out: Path, seed: int = 0, cache: Path | None = None, log=print)
         c = rep.setdefault("captioner", {})
         c["names_categories"] = evaluate.caption_category_accuracy(dec, emb, held["images"], held["objects"])
         log(f"captioner: categories named {c['names_categories']}")
-    if (out / "generator").exists():
-        gen = load_generator(out / "generator", embedder=emb)
-        g = rep.setdefault("generator", {})
-        g.update(_judge_generator(out, gen, emb, seed, cache))
-        log(f"generator: judged {g['judged']}")
-    if (out / "generator_code").exists():
-        gen = load_generator(out / "generator_code", embedder=emb)
-        g = rep.setdefault("generator_code", {})
-        g.update(_judge_generator(out, gen, emb, seed, cache, prefix="generator_code"))
-        log(f"code generator: judged {g['judged']}")
+    for folder, label in GENERATOR_RECIPES.values():
+        if (out / folder / "model_index.json").exists():
+            g = rep.setdefault(folder, {})
+            g.update(_judge_generator(out, load_generator(out / folder, embedder=emb), emb, seed, cache, prefix=folder))
+            log(f"{label}: judged {g['judged']}")
     if (out / "judge").exists():
         from ..judge import load_judge
 
