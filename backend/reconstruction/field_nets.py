@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import InvalidInputError
 
-__all__ = ["AlexNetFeatures", "Inception3", "EfficientNetB1", "ResNet50", "field_feature_nets", "load_state"]
+__all__ = ["AlexNetFeatures", "Inception3", "EfficientNetB1", "ResNet50", "load_state", "extractor"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -308,7 +308,7 @@ def load_state(net: nn.Module, weights: str | Path, what: str) -> nn.Module:
     return net.eval()
 
 
-def _extractor(net: nn.Module, size: int, device: str, batch: int = 16, **kw):
+def extractor(net: nn.Module, size: int, device: str, batch: int = 16, **kw):
     """images (n, H, W, 3) float in [0, 1] -> (n, d) features: resize to ``size`` (bilinear), ImageNet-normalise."""
     net = net.to(device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
@@ -323,31 +323,3 @@ def _extractor(net: nn.Module, size: int, device: str, batch: int = 16, **kw):
                 out.append(net((x - mean) / std, **kw).flatten(1).cpu().numpy())
         return np.concatenate(out)
     return fn
-
-
-def field_feature_nets(files: dict, embedder=None, device: str = "cpu") -> list:
-    """The papers' feature columns for the networks ``files`` names (keys ``alexnet``, ``inception``,
-    ``efficientnet``, ``swav``: paths to state-dict files; empty or absent = that column is left out), in the papers'
-    order: Alex(2), Alex(5), Incep, CLIP (``embedder``'s global image embedding, when given), Eff, SwAV."""
-    from .metrics import FeatureNet, clip_feature_net
-
-    nets = []
-    if files.get("alexnet"):
-        alex = load_state(AlexNetFeatures(), files["alexnet"], "torchvision AlexNet")
-        mid = f"alexnet:{Path(files['alexnet']).name}"
-        nets += [FeatureNet("Alex(2)", _extractor(alex, 256, device, upto=4), "2way", mid),
-                 FeatureNet("Alex(5)", _extractor(alex, 256, device, upto=11), "2way", mid)]
-    if files.get("inception"):
-        net = load_state(Inception3(), files["inception"], "torchvision InceptionV3")
-        nets.append(FeatureNet("Incep", _extractor(net, 342, device), "2way",
-                               f"inception_v3:{Path(files['inception']).name}"))
-    if embedder is not None:
-        nets.append(clip_feature_net(embedder))
-    if files.get("efficientnet"):
-        net = load_state(EfficientNetB1(), files["efficientnet"], "torchvision EfficientNet-B1")
-        nets.append(FeatureNet("Eff", _extractor(net, 255, device), "distance",
-                               f"efficientnet_b1:{Path(files['efficientnet']).name}"))
-    if files.get("swav"):
-        net = load_state(ResNet50(), files["swav"], "ResNet-50 (SwAV)")
-        nets.append(FeatureNet("SwAV", _extractor(net, 224, device), "distance", f"swav:{Path(files['swav']).name}"))
-    return nets

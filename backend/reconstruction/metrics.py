@@ -21,6 +21,7 @@ embedder) where they are configured, else the demo world's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -28,8 +29,8 @@ import numpy as np
 from ..errors import InvalidInputError
 
 __all__ = ["pixcorr", "ssim", "two_way_identification", "feature_distance", "FeatureNet", "demo_feature_nets",
-           "clip_feature_net", "metric_feature_nets", "evaluate_pairs", "METRIC_COLUMNS", "PAPER_ROWS",
-           "higher_is_better"]
+           "clip_feature_net", "metric_feature_nets", "field_feature_nets", "evaluate_pairs", "METRIC_COLUMNS",
+           "PAPER_ROWS", "higher_is_better"]
 
 EVAL_SIZE = 256  # everything is first brought to this size
 PIX_SIZE = 425
@@ -216,7 +217,7 @@ def clip_feature_net(embedder) -> FeatureNet:
 
 
 def metric_feature_nets(judge, embedder, files: dict | None = None, device: str = "cpu") -> list[FeatureNet]:
-    """The feature networks reconstructions are scored with: the field's (:func:`.field_nets.field_feature_nets`,
+    """The feature networks reconstructions are scored with: the field's (:func:`field_feature_nets`,
     the papers' columns) when ``files`` (default: the ``*_path`` entries of ``models.toml``'s ``[metrics]``) names
     any, else the demo world's analogues (:func:`demo_feature_nets`)."""
     if files is None:
@@ -224,10 +225,36 @@ def metric_feature_nets(judge, embedder, files: dict | None = None, device: str 
 
         files = {k[:-5]: v for k, v in model_config()["metrics"].items() if k.endswith("_path") and v}
     if any(files.values()):
-        from .field_nets import field_feature_nets
-
         return field_feature_nets(files, embedder, device)
     return demo_feature_nets(judge, embedder)
+
+
+def field_feature_nets(files: dict, embedder=None, device: str = "cpu") -> list:
+    """The papers' feature columns for the networks ``files`` names (keys ``alexnet``, ``inception``,
+    ``efficientnet``, ``swav``: paths to state-dict files; empty or absent = that column is left out), in the papers'
+    order: Alex(2), Alex(5), Incep, CLIP (``embedder``'s global image embedding, when given), Eff, SwAV."""
+    from .field_nets import AlexNetFeatures, EfficientNetB1, Inception3, ResNet50, extractor, load_state
+
+    nets = []
+    if files.get("alexnet"):
+        alex = load_state(AlexNetFeatures(), files["alexnet"], "torchvision AlexNet")
+        mid = f"alexnet:{Path(files['alexnet']).name}"
+        nets += [FeatureNet("Alex(2)", extractor(alex, 256, device, upto=4), "2way", mid),
+                 FeatureNet("Alex(5)", extractor(alex, 256, device, upto=11), "2way", mid)]
+    if files.get("inception"):
+        net = load_state(Inception3(), files["inception"], "torchvision InceptionV3")
+        nets.append(FeatureNet("Incep", extractor(net, 342, device), "2way",
+                               f"inception_v3:{Path(files['inception']).name}"))
+    if embedder is not None:
+        nets.append(clip_feature_net(embedder))
+    if files.get("efficientnet"):
+        net = load_state(EfficientNetB1(), files["efficientnet"], "torchvision EfficientNet-B1")
+        nets.append(FeatureNet("Eff", extractor(net, 255, device), "distance",
+                               f"efficientnet_b1:{Path(files['efficientnet']).name}"))
+    if files.get("swav"):
+        net = load_state(ResNet50(), files["swav"], "ResNet-50 (SwAV)")
+        nets.append(FeatureNet("SwAV", extractor(net, 224, device), "distance", f"swav:{Path(files['swav']).name}"))
+    return nets
 
 
 def evaluate_pairs(seen, recon, nets: list[FeatureNet] | None = None, per_image: bool = False):
