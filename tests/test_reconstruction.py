@@ -312,7 +312,6 @@ def test_the_real_path_scores_with_the_papers_networks_and_refuses_a_text_only_g
                                                                 f'efficientnet_path = "{files["efficientnet"]}"'))
     monkeypatch.setenv("VOXELSCOPE_MODELS", str(cfg))
     assert [n.name for n in metric_feature_nets(None, clip)] == ["CLIP", "Eff"]
-    monkeypatch.delenv("VOXELSCOPE_MODELS")
     ws, _, ridge = decoders_fitted
     n_runs = len(reconstruction_runs(ws))
     sd = load_generator(tiny_stable_diffusion(tmp_path / "sd"))

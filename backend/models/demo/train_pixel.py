@@ -12,10 +12,10 @@ Recipe (what the earlier runs lacked is marked *):
   bodies and letters cover a few percent of the image;
 * * **min-SNR-gamma** loss weighting (Hang et al. 2023: faster convergence by not letting the low-noise steps
   dominate), for v-prediction ``min(SNR, gamma) / (SNR + 1)``;
-* EMA weights (what is saved), AdamW with warm-up and cosine decay; checkpointed (kill -9 resumes to the same
-  weights) with a usable snapshot saved at every checkpoint.
+* EMA weights (what is saved), AdamW with warm-up and cosine decay; checkpointed (an interrupted run resumes to
+  the same weights) with a usable snapshot saved at every checkpoint.
 
-``python -m backend models train pixel_generator [--out DIR]`` trains it into ``out/generator``.
+``python -m backend models train generator [--out DIR]`` trains it into ``out/generator``.
 """
 from __future__ import annotations
 
