@@ -358,3 +358,70 @@ def test_the_pixel_generator_recipe_weights_objects_trains_resumes_and_samples(t
     assert ga.img2img(data["images"][:2], by_image, strength=0.5, steps=4).shape == (2, 32, 32, 3)
     kept = ga.img2img(data["images"][:1], by_image[:1], strength=0.0, steps=4)
     assert np.abs(kept.astype(int) - ga.to_uint8(ga.images_to_tensor(data["images"][:1]))).max() <= 1
+
+
+def test_the_reweighted_stage_draws_favoured_images_more_resumes_and_runs_once(tiny_clip, tmp_path, monkeypatch):
+    """The generator's second stage: images showing a favoured class are drawn that many times as often; it
+    starts from the first stage's weights, a kill mid-way resumes to the same weights, a finished stage is not run
+    again, and what it did is recorded with the generator."""
+    import json
+    import shutil
+
+    from backend.models import generator as G
+    from backend.models.demo.train_pixel import (balance_pixel_generator, category_presence,
+                                                 favoured_draw_weights, train_pixel_generator)
+
+    labels = np.zeros((4, 8, 8), np.uint8)
+    labels[0, :2, :2] = 5  # a word
+    labels[1, :2, :2] = 1  # a face
+    labels[2, :2, :2] = 5
+    labels[2, 4:, 4:] = 1  # a word and a face
+    present = category_presence(labels, 7)
+    assert present.shape == (4, 6) and present[0, 4] and present[2, 0] and not present[3].any()
+    p = favoured_draw_weights(present, {5: 3.0})
+    np.testing.assert_allclose(p, np.array([3, 1, 3, 1]) / 8)
+
+    monkeypatch.setattr(G, "new_demo_unet", lambda cond_dim, size, base: G.UNet2DModel(
+        sample_size=size, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
+        time_embedding_dim=cond_dim, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity", norm_num_groups=8,
+        attention_head_dim=8))
+    rng = np.random.default_rng(0)
+    data = {"images": rng.integers(0, 255, (12, 64, 64, 3), dtype=np.uint8),
+            "captions": [[CAPTIONS[i % 5]] for i in range(12)]}
+    masks = (rng.random((12, 64, 64)) < 0.1).astype(np.uint8) * rng.integers(1, 7, (12, 1, 1)).astype(np.uint8)
+    quiet = dict(batch=4, log=lambda m: None)
+    train_pixel_generator(tmp_path / "a", data, masks, tiny_clip, steps=2, **quiet)
+    first = {k: v.clone() for k, v in load_generator(tmp_path / "a", embedder=tiny_clip).pipe.unet.state_dict().items()}
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    from backend.models.judge import JUDGE_CLASSES
+
+    with pytest.raises(ValueError, match="cat"):
+        balance_pixel_generator(tmp_path / "a", data, masks, tiny_clip, JUDGE_CLASSES, favour={"cat": 2.0}, **quiet)
+    stage = dict(steps=4, checkpoint_every=2, **quiet)
+    balance_pixel_generator(tmp_path / "a", data, masks, tiny_clip, JUDGE_CLASSES, **stage)
+
+    def killer(stage_name, done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        balance_pixel_generator(tmp_path / "b", data, masks, tiny_clip, JUDGE_CLASSES, progress=killer, **stage)
+    assert (tmp_path / "b" / "balance_state.pt").exists()
+    balance_pixel_generator(tmp_path / "b", data, masks, tiny_clip, JUDGE_CLASSES, **stage)
+    ga, gb = (load_generator(tmp_path / r, embedder=tiny_clip) for r in ("a", "b"))
+    after = ga.pipe.unet.state_dict()
+    for k, v in after.items():
+        torch.testing.assert_close(v, gb.pipe.unet.state_dict()[k])
+    assert any(not torch.equal(first[k], after[k]) for k in first)  # the stage trained the first stage's weights
+    meta = json.loads((tmp_path / "a" / "voxelscope.json").read_text())
+    assert meta["balance"]["favour"] == {"word": 3.0} and meta["steps_done"] == 2
+    assert ga.model_id.endswith("reweighted-seed0")  # stored results never mix it up with the first stage
+    assert meta["balance_shares"]["drawn"][4] > meta["balance_shares"]["before"][4]  # words drawn more often
+    assert not (tmp_path / "a" / "balance_state.pt").exists()
+    logged = []
+    balance_pixel_generator(tmp_path / "a", data, masks, tiny_clip, JUDGE_CLASSES, steps=4, batch=4,
+                            log=logged.append)
+    assert any("already done" in m for m in logged)
+    for k, v in load_generator(tmp_path / "a", embedder=tiny_clip).pipe.unet.state_dict().items():
+        torch.testing.assert_close(v, after[k])
