@@ -402,17 +402,12 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
 
         gdir = out / folder
         if recipe == "generator":  # the default: pixels, with the training images' object masks
-            from ..judge import JUDGE_CLASSES
-            from .train_pixel import balance_pixel_generator, train_pixel_generator
+            from .train_pixel import train_pixel_generator
 
             masks = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
             if not np.array_equal(masks["images"][:100], train["images"][:100]):
                 raise RuntimeError("the training images and their masks were rendered from different worlds")
-            labels = masks.pop("labels")
-            rep = train_pixel_generator(gdir, train, labels, emb, seed=seed, progress=progress, log=log,
-                                        keep_inputs=True)
-            rep["reweighted_stage"] = balance_pixel_generator(gdir, train, labels, emb, JUDGE_CLASSES, seed=seed,
-                                                              progress=progress, log=log)
+            rep = train_pixel_generator(gdir, train, masks.pop("labels"), emb, seed=seed, progress=progress, log=log)
         else:  # on a VAE: trained first (or, for the code generator, given with ``vae``)
             given = vae if recipe == "code_generator" else None
             if given is None and (not (gdir / "vae" / "config.json").exists()

@@ -13,11 +13,7 @@ Recipe (what the earlier runs lacked is marked *):
 * * **min-SNR-gamma** loss weighting (Hang et al. 2023: faster convergence by not letting the low-noise steps
   dominate), for v-prediction ``min(SNR, gamma) / (SNR + 1)``;
 * EMA weights (what is saved), AdamW with warm-up and cosine decay; checkpointed (an interrupted run resumes to
-  the same weights) with a usable snapshot saved at every checkpoint;
-* * a second, **re-weighted** stage (:func:`balance_pixel_generator`, in the manner of the second stage of
-  decoupled long-tail training, Kang et al. 2020): from the first stage's EMA weights, a shorter run at a lower
-  learning rate in which the images showing the categories the first stage drew worst (by the judge: words, 58%
-  of conditional samples against 96-100% for faces, bodies, places and food) are drawn ``favour`` times as often.
+  the same weights) with a usable snapshot saved at every checkpoint.
 
 ``python -m backend models train generator [--out DIR]`` trains it into ``out/generator``.
 """
@@ -57,10 +53,10 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
                           batch: int = 64, size: int = 32, base: int = 32, p_text: float = 0.45,
                           p_uncond: float = 0.15, object_weight: float = 4.0, snr_gamma: float = 5.0,
                           lr: float = 4e-4, ema_decay: float = 0.999, progress: ProgressFn = None, log=print,
-                          checkpoint_every: int = 200, keep_inputs: bool = False) -> dict:
+                          checkpoint_every: int = 200) -> dict:
     """Train the pixel generator into ``out`` (see the module's recipe). ``data``: images (n, H, W, 3) uint8 and
     captions; ``labels``: (n, H, W) per-pixel object labels of the same images (0 = background). Returns the
-    training report. ``keep_inputs``: keep the cached per-image inputs for the second stage, which removes them."""
+    training report."""
     from diffusers import DDPMScheduler
 
     from ..generator import new_demo_unet
@@ -68,15 +64,6 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
     out = Path(out)
     if labels.shape[0] != len(data["images"]) or labels.shape[1:] != data["images"].shape[1:3]:
         raise ValueError(f"labels {labels.shape} do not match images {data['images'].shape}")
-    config = {"seed": seed, "steps": steps, "batch": batch, "size": size, "base": base, "p_text": p_text,
-              "p_uncond": p_uncond, "object_weight": object_weight, "snr_gamma": snr_gamma, "lr": lr,
-              "ema_decay": ema_decay}
-    info = out / "voxelscope.json"
-    if not (out / "train_state.pt").exists() and info.exists():  # finished before (e.g. a second stage was killed)
-        meta = json.loads(info.read_text())
-        if meta.get("training") == config and meta.get("steps_done") == steps:
-            log(f"{out}: the first stage is already done")
-            return {**config, "seconds_this_run": 0}
     key = {"n": len(data["images"]), "captions": sum(map(len, data["captions"])), "embedder": embedder.model_id,
            "size": size}
     inputs = conditioned_inputs(out, key, data, embedder, lambda: _pixels(data, size))
@@ -92,6 +79,9 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
     both = torch.nn.ModuleDict({"unet": unet, "ema": ema})
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
+    config = {"seed": seed, "steps": steps, "batch": batch, "size": size, "base": base, "p_text": p_text,
+              "p_uncond": p_uncond, "object_weight": object_weight, "snr_gamma": snr_gamma, "lr": lr,
+              "ema_decay": ema_decay}
     ckpt = Checkpoint(out, config)
     start = ckpt.load(both, opt, rng, log)
     t0 = time.time()
@@ -115,99 +105,12 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
             _save(out, ema, sched, seed, embedder, step + 1, config)  # a usable snapshot
     _save(out, ema, sched, seed, embedder, steps, config)
     ckpt.done()
-    if not keep_inputs:
-        (out / "train_inputs.pt").unlink(missing_ok=True)
+    (out / "train_inputs.pt").unlink(missing_ok=True)
     return {**{k: v for k, v in config.items() if k != "seed"}, "seconds_this_run": round(time.time() - t0),
             "final_loss": float(loss), "recipe": "pixel v-prediction, object-weighted, min-SNR, EMA"}
 
 
-def category_presence(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """(n, n_classes - 1) bool: which object classes (1..n_classes-1 of the per-pixel labels) each image shows."""
-    return np.stack([(labels == c).any((1, 2)) for c in range(1, n_classes)], 1)
-
-
-def favoured_draw_weights(present: np.ndarray, favour: dict[int, float]) -> np.ndarray:
-    """Per-image draw probabilities: an image showing class c (column c - 1 of ``present``) weighs ``favour[c]``
-    (the largest, if it shows several favoured classes), any other image 1."""
-    w = np.ones(len(present))
-    for c, f in favour.items():
-        w = np.where(present[:, c - 1], np.maximum(w, f), w)
-    return w / w.sum()
-
-
-def balance_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, classes: tuple[str, ...],
-                            favour: dict[str, float] | None = None, seed: int = 0, steps: int = 1500,
-                            batch: int = 64, lr: float = 1e-4,
-                            p_text: float = 0.45, p_uncond: float = 0.15, object_weight: float = 4.0,
-                            snr_gamma: float = 5.0, ema_decay: float = 0.999, progress: ProgressFn = None,
-                            log=print, checkpoint_every: int = 200) -> dict:
-    """The re-weighted second stage, in place on the first stage's generator in ``out`` (its EMA weights start
-    both the trained and the EMA copy). ``classes``: the names of the per-pixel label values (0 = background);
-    ``favour``: class name -> how many times as often its images are drawn (default: words 3x). Resumable
-    (``out/balance_state.pt``); a finished stage is recorded in ``voxelscope.json`` (``balance``) and is not run
-    twice. Returns the stage's report."""
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    out = Path(out)
-    meta = json.loads((out / "voxelscope.json").read_text())
-    favour = {"word": 3.0} if favour is None else favour
-    unknown = set(favour) - set(classes[1:])
-    if unknown:
-        raise ValueError(f"favour names {sorted(unknown)}, not among the classes {list(classes[1:])}")
-    config = {"seed": seed, "steps": steps, "batch": batch, "favour": favour, "lr": lr, "p_text": p_text,
-              "p_uncond": p_uncond, "object_weight": object_weight, "snr_gamma": snr_gamma, "ema_decay": ema_decay}
-    if meta.get("balance") == config:
-        log(f"{out}: the re-weighted stage is already done")
-        return {**config, "seconds_this_run": 0}
-    size = int(meta["training"]["size"])
-    key = {"n": len(data["images"]), "captions": sum(map(len, data["captions"])), "embedder": embedder.model_id,
-           "size": size}
-    inputs = conditioned_inputs(out, key, data, embedder, lambda: _pixels(data, size))
-    x_all = inputs["x"]
-    weights = object_weights(labels, size, object_weight)
-    present = category_presence(labels, len(classes))
-    draw = favoured_draw_weights(present, {classes.index(k): v for k, v in favour.items()})
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
-    abar = sched.alphas_cumprod
-    snr = abar / (1 - abar)
-    t_weight = (snr.clamp(max=snr_gamma) / (snr + 1)).float()
-    seed_everything(seed + 1)
-    unet = UNet2DModel.from_pretrained(out / "unet")
-    ema = copy.deepcopy(unet).requires_grad_(False)
-    both = torch.nn.ModuleDict({"unet": unet, "ema": ema})
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-    rng = np.random.default_rng(seed + 1)
-    ckpt = Checkpoint(out, config, name="balance_state.pt")
-    start = ckpt.load(both, opt, rng, log)
-    shown = {"before": present.mean(0).round(3).tolist(), "drawn": (draw @ present).round(3).tolist()}
-    log(f"re-weighted stage: category shares in drawn images {shown['drawn']} (world {shown['before']})")
-    t0 = time.time()
-    unet.train()
-    loss = torch.tensor(float("nan"))
-    for step in range(start, steps):
-        idx = rng.choice(len(x_all), batch, replace=False, p=draw)
-        x0, w = x_all[idx], weights[idx]
-        cond = draw_conditions(rng, idx, inputs, p_text, p_uncond)
-        noise = torch.randn_like(x0)
-        t = torch.from_numpy(rng.integers(0, 1000, batch))
-        err = (unet(sched.add_noise(x0, noise, t), t, class_labels=cond).sample
-               - sched.get_velocity(x0, noise, t)) ** 2
-        per_image = (err * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * err.shape[1])
-        loss = (per_image * t_weight[t]).mean()
-        optimise(opt, loss, step, steps, lr, unet.parameters(), warmup=100)
-        ema_update(ema, unet, 10_000 + step, ema_decay)  # the EMA continues: no warm-up of its decay
-        tick(progress, log, "the pixel generator (re-weighted stage)", step, steps, loss, t0, every=100)
-        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            ckpt.save(both, opt, rng, step + 1)
-    _save(out, ema, sched, seed, embedder, int(meta.get("steps_done", 0)), meta["training"],
-          balance={**config, "category_shares": shown})
-    ckpt.done()
-    (out / "train_inputs.pt").unlink(missing_ok=True)
-    return {**config, "category_shares": shown, "seconds_this_run": round(time.time() - t0),
-            "final_loss": float(loss)}
-
-
-def _save(out: Path, unet, sched, seed: int, embedder, done: int, config: dict, balance: dict | None = None) -> None:
+def _save(out: Path, unet, sched, seed: int, embedder, done: int, config: dict) -> None:
     from diffusers import DDIMScheduler
 
     from ..generator import EmbeddingConditionedPipeline
@@ -216,8 +119,5 @@ def _save(out: Path, unet, sched, seed: int, embedder, done: int, config: dict, 
     sampler = DDIMScheduler.from_config(sched.config, prediction_type="epsilon", clip_sample=True)
     EmbeddingConditionedPipeline(unet, sampler).save_pretrained(str(out))
     (Path(out) / "voxelscope.json").write_text(json.dumps({
-        "model_id": f"voxelscope/demo-pixel-diffusion-v2{'-reweighted' if balance else ''}-seed{seed}",
-        "condition": embedder.model_id,
-        "prediction": "v_prediction", "steps_done": done, "training": config,
-        **({"balance": {k: v for k, v in balance.items() if k != "category_shares"},
-            "balance_shares": balance["category_shares"]} if balance else {})}))
+        "model_id": f"voxelscope/demo-pixel-diffusion-v2-seed{seed}", "condition": embedder.model_id,
+        "prediction": "v_prediction", "steps_done": done, "training": config}))
