@@ -46,8 +46,15 @@ def test_visible_area_matches_mask_and_occlusion_is_accounted():
 
 
 def test_every_category_occurs_and_its_category_words_appear_in_captions():
+    """Each category is named in its images' captions, and every phrase the grammar has for a whole category
+    (what category prompts say: "a face", "food", "text", "a word") is used in some caption of an image showing
+    it: a phrase no caption uses is one the embedder and the generator never learn (words were once named only
+    by their text, so "text" was not even in the embedder's vocabulary)."""
+    import re
+
     seen = {c: 0 for c in CATEGORIES}
     named = {c: 0 for c in CATEGORIES}
+    used = {c: set() for c in CATEGORIES}
     for i in range(600):
         _, _, s = render_stimulus(0, i)
         text = " ".join(s.captions)
@@ -55,9 +62,11 @@ def test_every_category_occurs_and_its_category_words_appear_in_captions():
             seen[c] += 1
             words = CATEGORY_WORDS[c] + (('the word "',) if c == "word" else ())
             named[c] += any(w in text for w in words)
+            used[c] |= {p for p in CATEGORY_WORDS[c] if re.search(rf"\b{re.escape(p)}\b", text)}
     for c in CATEGORIES:
         assert seen[c] > 50, c
         assert named[c] / seen[c] > 0.4, (c, named[c], seen[c])
+        assert used[c] == set(CATEGORY_WORDS[c]), (c, set(CATEGORY_WORDS[c]) - used[c])
 
 
 def test_captions_describe_faces_as_faces_and_food_by_name():

@@ -7,6 +7,7 @@
     python -m backend import nsd DIR --subject subj01 [--sessions 1-40]
     python -m backend import algonauts DIR --subject subj01
     python -m backend models train [all|embedder|judge|captioner|generator] [--seed 0]
+    python -m backend models extend-embedder    the caption words the embedder lacks (after a grammar change)
     python -m backend encoder fit [--subject subj01] [--cv gcv|loo] [--device cpu]
     python -m backend encoder halves            the same encoders on each half of the training images
     python -m backend captions all              demo bank, BrainSCUBA + LaVCa captions, evaluation

@@ -24,6 +24,12 @@ def add_parser(sub) -> None:
                    help="embedder image tower normalisation: over the whole map per group, or per position")
     t.add_argument("--vae", default=None, help="code_generator: copy this trained VAE folder instead of training one")
     t.set_defaults(func=train)
+    u = msub.add_parser("extend-embedder", help="teach the shipped embedder the caption words it lacks after a "
+                        "grammar change, nothing it knew moving (see backend/models/demo/vocabulary.py)")
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--out", default=None, help="folder (default assets/models)")
+    u.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")
+    u.set_defaults(func=extend)
     v = msub.add_parser("evaluate", help="measure the demo models on held-out images (updates training.json)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--out", default=None)
@@ -42,6 +48,19 @@ def train(ws, args) -> int:
                         progress=bar, log=lambda m: (bar.close(), print(m, flush=True)),
                         embedder_steps=args.embedder_steps, image_norm=args.image_norm,
                         vae=Path(args.vae) if args.vae else None)
+    finally:
+        bar.close()
+    print(json.dumps(res, indent=1, default=float))
+    return 0
+
+
+def extend(ws, args) -> int:
+    from ..models.demo.vocabulary import extend_embedder
+
+    bar = progress_bar()
+    try:
+        res = extend_embedder(Path(args.out) if args.out else ASSETS, seed=args.seed, cache=Path(args.cache),
+                              progress=bar, log=lambda m: (bar.close(), print(m, flush=True)))
     finally:
         bar.close()
     print(json.dumps(res, indent=1, default=float))

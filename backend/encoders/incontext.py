@@ -201,7 +201,9 @@ def fit_incontext_encoder(ws: Workspace, subject: str, n_images: int, order: str
     feats, key = stimulus_features(ws, emb, cfg["embedder"]["path"], device=device, progress=progress)
     caption_features(ws, emb, key, progress=progress)
     want = model.config.get("feature_key")
-    if want and want != key:
+    # keys of other embedders shown to give the same image features bit for bit (e.g. after a vocabulary extension,
+    # which changes only the text tower): {key: how that was checked}
+    if want and key != want and key not in model.config.get("equivalent_feature_keys", {}):
         raise InvalidInputError(f"the in-context encoder {model.model_id} was trained on features {want}; this "
                                 f"workspace's embedder gives {key}: train one for this embedder "
                                 "(`python -m backend encoder in-context-train`)")

@@ -116,8 +116,8 @@ def position_phrase(x: float, y: float) -> str:
 def describe(obj: StimObject, rng: np.random.Generator, category_word_p: float = 0.35) -> str:
     """A noun phrase for one object; with probability ``category_word_p`` its category word."""
     if rng.random() < category_word_p:
-        if obj.category == "word":
-            return f'the word "{obj.text}"'
+        if obj.category == "word":  # its text, or what the category is called ("text", "a word", ...)
+            return str(rng.choice([f'the word "{obj.text}"', *CATEGORY_WORDS["word"]]))
         return str(rng.choice(CATEGORY_WORDS[obj.category]))
     c, k = obj.colour, obj.kind
     if obj.category == "face":

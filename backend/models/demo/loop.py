@@ -53,8 +53,8 @@ class Checkpoint:
     Written to a temporary file and renamed, so a run killed at any moment resumes from the last complete
     checkpoint and ends with the same weights as an uninterrupted run; removed when training finishes."""
 
-    def __init__(self, folder: Path, config: dict):
-        self.path = Path(folder) / "train_state.pt"
+    def __init__(self, folder: Path, config: dict, name: str = "train_state.pt"):
+        self.path = Path(folder) / name
         self.config = config
 
     def load(self, model, opt, rng: np.random.Generator, log=print) -> int:
