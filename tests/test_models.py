@@ -164,6 +164,64 @@ def test_the_latent_generator_trains_resumes_and_samples_from_text_image_and_ima
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+def test_the_latent_generators_object_weighted_stage_starts_from_the_first_and_resumes(tiny_clip, tmp_path,
+                                                                                      monkeypatch):
+    """The second stage (latent_generator_ow) continues a trained latent generator: it starts from that UNet, its
+    loss counts object pixels more (labels max-pooled to the latent grid), a killed run resumes to the same
+    weights, and the saved generator records how it was made; labels that do not match are refused."""
+    from backend.models import generator as G
+    from backend.models.demo.train import train_generator, train_vae
+
+    monkeypatch.setattr(G, "new_demo_vae", lambda size=64: G.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 16, 16), norm_num_groups=8))
+    monkeypatch.setattr(G, "new_demo_latent_unet", lambda cond_dim, size: G.UNet2DModel(
+        sample_size=size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        time_embedding_dim=cond_dim, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity", norm_num_groups=8,
+        attention_head_dim=8))
+    rng = np.random.default_rng(0)
+    data = {"images": rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8),
+            "captions": [[CAPTIONS[i % 5]] for i in range(12)]}
+    labels = np.zeros((12, 32, 32), np.int64)
+    labels[:, 10:14, 12:15] = 3  # a thin object in every image
+    quiet = dict(log=lambda m: None)
+    train_vae(tmp_path / "first" / "vae", data, steps=2, batch=4, **quiet)
+    train_generator(tmp_path / "first", data, tiny_clip, steps=2, batch=4, **quiet)
+    import shutil
+
+    stage = dict(labels=labels, object_weight=4.0, snr_gamma=5.0, init=tmp_path / "first", steps=4, batch=4,
+                 checkpoint_every=2, lr=1e-3, **quiet)
+    for run in ("a", "b", "c", "still"):
+        shutil.copytree(tmp_path / "first" / "vae", tmp_path / run / "vae")
+    # with no learning the stage hands back the first stage's weights: it starts from them, not from scratch
+    train_generator(tmp_path / "still", data, tiny_clip, **{**stage, "lr": 0.0})
+    first, still = (load_generator(tmp_path / r, embedder=tiny_clip).pipe.unet.state_dict() for r in ("first", "still"))
+    for k, v in first.items():
+        torch.testing.assert_close(v, still[k])
+    train_generator(tmp_path / "a", data, tiny_clip, **stage)
+
+    def killer(stage_name, done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(tmp_path / "b", data, tiny_clip, progress=killer, **stage)
+    train_generator(tmp_path / "b", data, tiny_clip, **stage)
+    ga, gb = (load_generator(tmp_path / r, embedder=tiny_clip) for r in ("a", "b"))
+    changed = False
+    for k, v in ga.pipe.unet.state_dict().items():
+        torch.testing.assert_close(v, gb.pipe.unet.state_dict()[k])
+        changed |= not torch.equal(v, first[k])
+    assert changed, "the stage did not train"
+    meta = json.loads((tmp_path / "a" / "voxelscope.json").read_text())
+    assert meta["training"]["object_weight"] == 4.0 and meta["training"]["init"] == str(tmp_path / "first")
+    assert "-ow-" in meta["model_id"]
+    with pytest.raises(ValueError, match=r"labels \(5, 32, 32\) do not match 12 training images"):
+        train_generator(tmp_path / "c", data, tiny_clip, **{**stage, "labels": labels[:5]})
+
+
 def test_stable_diffusion_folder_loads_through_the_same_interface(tmp_path):
     from tests.tiny import tiny_stable_diffusion
 

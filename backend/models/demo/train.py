@@ -23,6 +23,8 @@ TRAIN_SEED_OFFSET = 1000   # training images: world seed 1000 + seed
 # the generator recipes ``models train`` knows: name -> (folder under the output, what the log calls it)
 GENERATOR_RECIPES = {"generator": ("generator", "the default generator (32 px pixels, object-weighted)"),
                      "latent_generator": ("generator_latent64", "the latent generator (64 px)"),
+                     "latent_generator_ow": ("generator_latent64_ow",
+                                             "the latent generator's object-weighted second stage"),
                      "code_generator": ("generator_code", "the compact-code generator")}
 HELDOUT_SEED_OFFSET = 5000  # held-out images for evaluation
 
@@ -276,14 +278,21 @@ def train_vae(out: Path, data: dict, seed: int = 0, steps: int = 2000, batch: in
 
 def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int = 5500, batch: int = 48,
                     p_text: float = 0.45, p_uncond: float = 0.15, ema_decay: float = 0.999,
-                    progress: ProgressFn = None, log=print, checkpoint_every: int = 250) -> dict:
+                    progress: ProgressFn = None, log=print, checkpoint_every: int = 250,
+                    labels: np.ndarray | None = None, object_weight: float = 0.0, snr_gamma: float | None = None,
+                    init: Path | None = None, lr: float = 3e-4) -> dict:
     """The demo generator: latent diffusion on the VAE in ``out/vae`` (train it first: :func:`train_vae`).
 
     Recipe: v-prediction with a cosine noise schedule; the condition of each training image is, at random, the
     text embedding of one of its captions (``p_text``), its own image embedding (unCLIP-style, the rest), or
     zeros (``p_uncond``, so the model also samples unconditionally and supports classifier-free guidance); EMA
     weights (``ema_decay``) are what is saved; AdamW with warm-up and cosine decay. Resumable after kill -9
-    (:class:`Checkpoint`, the EMA included). Saves the pipeline (unet = EMA weights, vae, DDIM scheduler) to ``out``."""
+    (:class:`Checkpoint`, the EMA included). Saves the pipeline (unet = EMA weights, vae, DDIM scheduler) to ``out``.
+
+    A second stage (``init``: a trained latent generator's folder, whose UNet the run starts from) can weight the
+    loss as the pixel generator's recipe does: ``labels`` (n, H, W) per-pixel object labels of the training images,
+    ``object_weight`` (latent positions over an object count 1 + that much, max-pooled so thin bodies and letters
+    keep their weight) and ``snr_gamma`` (min-SNR-gamma weighting over timesteps)."""
     import copy
 
     from diffusers import AutoencoderKL, DDPMScheduler
@@ -297,13 +306,36 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
     lat = inputs["lat"]
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
     seed_everything(seed)
-    unet = new_demo_latent_unet(embedder.dim, lat.shape[-1])
+    if init is not None:
+        from diffusers import UNet2DModel
+
+        unet = UNet2DModel.from_pretrained(str(Path(init) / "unet"), local_files_only=True)
+    else:
+        unet = new_demo_latent_unet(embedder.dim, lat.shape[-1])
     ema = copy.deepcopy(unet).requires_grad_(False)
     both = torch.nn.ModuleDict({"unet": unet, "ema": ema})  # checkpointed together
-    opt = torch.optim.AdamW(unet.parameters(), lr=3e-4, weight_decay=0.0)
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
-    ckpt = Checkpoint(out, {"seed": seed, "steps": steps, "batch": batch, "p_text": p_text, "p_uncond": p_uncond,
-                            "ema_decay": ema_decay, "vae_scaling": sf})
+    config = {"seed": seed, "steps": steps, "batch": batch, "p_text": p_text, "p_uncond": p_uncond,
+              "ema_decay": ema_decay, "vae_scaling": sf}
+    if init is not None or object_weight or snr_gamma is not None:  # a weighted (second) stage
+        if labels is None and object_weight:
+            raise ValueError("object_weight needs the training images' labels")
+        config.update({"init": str(init) if init is not None else None, "object_weight": object_weight,
+                       "snr_gamma": snr_gamma, "lr": lr})
+    weights = None
+    if labels is not None and object_weight:
+        from .train_pixel import object_weights
+
+        if labels.shape[0] != len(lat):
+            raise ValueError(f"labels {labels.shape} do not match {len(lat)} training images")
+        weights = object_weights(labels, lat.shape[-1], object_weight)
+    t_weight = None
+    if snr_gamma is not None:
+        abar = sched.alphas_cumprod
+        snr = abar / (1 - abar)
+        t_weight = (snr.clamp(max=snr_gamma) / (snr + 1)).float()
+    ckpt = Checkpoint(out, config)
     start = ckpt.load(both, opt, rng, log)
     t0 = time.time()
     unet.train()
@@ -316,21 +348,28 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
         t = torch.from_numpy(rng.integers(0, 1000, batch))
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
-        loss = F.mse_loss(unet(xt, t, class_labels=cond).sample, target)
-        optimise(opt, loss, step, steps, 3e-4, unet.parameters(), warmup=200)
+        if weights is None and t_weight is None:
+            loss = F.mse_loss(unet(xt, t, class_labels=cond).sample, target)
+        else:
+            err = (unet(xt, t, class_labels=cond).sample - target) ** 2
+            w = weights[idx] if weights is not None else torch.ones_like(err[:, :1])
+            per_image = (err * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * err.shape[1])
+            loss = (per_image * (t_weight[t] if t_weight is not None else 1.0)).mean()
+        optimise(opt, loss, step, steps, lr, unet.parameters(), warmup=200)
         ema_update(ema, unet, step, ema_decay)
         tick(progress, log, "generator", step, steps, loss, t0)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(both, opt, rng, step + 1)
-            _save_generator(out, ema, vae, sched, seed, embedder, step + 1, steps)  # a usable snapshot
-    _save_generator(out, ema, vae, sched, seed, embedder, steps, steps)
+            _save_generator(out, ema, vae, sched, seed, embedder, step + 1, steps, config)  # a usable snapshot
+    _save_generator(out, ema, vae, sched, seed, embedder, steps, steps, config)
     ckpt.done()
     (out / "train_inputs.pt").unlink(missing_ok=True)
-    return {"steps": steps, "batch": batch, "p_text": p_text, "p_uncond": p_uncond, "ema_decay": ema_decay,
+    return {**{k: v for k, v in config.items() if k not in ("seed", "vae_scaling")},
             "seconds_this_run": round(time.time() - t0), "final_loss": float(loss)}
 
 
-def _save_generator(out: Path, unet, vae, sched, seed: int, embedder, done: int, steps: int) -> None:
+def _save_generator(out: Path, unet, vae, sched, seed: int, embedder, done: int, steps: int,
+                    config: dict | None = None) -> None:
     from diffusers import DDIMScheduler
 
     from ..generator import EmbeddingConditionedPipeline
@@ -339,8 +378,9 @@ def _save_generator(out: Path, unet, vae, sched, seed: int, embedder, done: int,
     sampler = DDIMScheduler.from_config(sched.config, prediction_type="epsilon", clip_sample=False)
     EmbeddingConditionedPipeline(unet, sampler, vae).save_pretrained(str(out))
     (Path(out) / "voxelscope.json").write_text(json.dumps({
-        "model_id": f"voxelscope/demo-latent-diffusion-seed{seed}", "condition": embedder.model_id,
-        "prediction": "v_prediction", "steps_done": done, "steps": steps}))
+        "model_id": f"voxelscope/demo-latent-diffusion-{'ow-' if config and 'init' in config else ''}seed{seed}",
+        "condition": embedder.model_id, "prediction": "v_prediction", "steps_done": done, "steps": steps,
+        **({"training": config} if config and "init" in config else {})}))
 
 
 def save_report(out: Path, name: str, report_: dict) -> None:
@@ -408,6 +448,19 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
             if not np.array_equal(masks["images"][:100], train["images"][:100]):
                 raise RuntimeError("the training images and their masks were rendered from different worlds")
             rep = train_pixel_generator(gdir, train, masks.pop("labels"), emb, seed=seed, progress=progress, log=log)
+        elif recipe == "latent_generator_ow":  # a second stage of generator_latent64: its VAE, its UNet to start
+            import shutil
+
+            first = out / GENERATOR_RECIPES["latent_generator"][0]
+            if not (first / "unet" / "config.json").exists():
+                raise FileNotFoundError(f"{first}: latent_generator_ow continues the latent generator; train it first")
+            if not (gdir / "vae" / "config.json").exists():
+                shutil.copytree(first / "vae", gdir / "vae", dirs_exist_ok=True)
+            masks = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
+            if not np.array_equal(masks["images"][:100], train["images"][:100]):
+                raise RuntimeError("the training images and their masks were rendered from different worlds")
+            rep = train_generator(gdir, train, emb, seed=seed, progress=progress, log=log, steps=6000,
+                                  labels=masks.pop("labels"), object_weight=4.0, snr_gamma=5.0, init=first, lr=2e-4)
         else:  # on a VAE: trained first (or, for the code generator, given with ``vae``)
             given = vae if recipe == "code_generator" else None
             if given is None and (not (gdir / "vae" / "config.json").exists()
