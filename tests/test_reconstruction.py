@@ -174,6 +174,36 @@ def test_the_one_hour_regime_trains_one_subject_on_two_sessions_with_or_without_
     assert load_decoder(ws, alone).predict("subj01", B)[0].shape[0] == 4
 
 
+def test_bit_options_are_checked_and_a_decoder_stored_before_them_still_loads(decoders_fitted):
+    """The default BIT carries the linear readout; a decoder stored before the option existed (no readout, its
+    config without the new keys) loads and predicts as it did; an unknown low-level loss is refused by name."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from backend.reconstruction import BITConfig, fit_bit, load_decoder, test_images
+    from backend.reconstruction.brainit import load_decoder_row
+
+    ws, bit, _ = decoders_fitted
+    assert "lin_global.weight" in load_file(str(ws.path / load_decoder_row(ws, bit).path))
+    old = fit_bit(ws, cfg=BITConfig(dim=32, k=8, epochs=1, batch=64, min_steps=0, linear_readout=False,
+                                    w_contrastive=1.0, low_loss="l1"),
+                  one_hour="subj01", alone=True)  # (a small regime of its own: the full-data decoders stay the newest)
+    _, B = test_images(ws, "subj01", 4)
+    before = load_decoder(ws, old).predict("subj01", B)
+    path = str(ws.path / load_decoder_row(ws, old).path)
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    cfg = {k: v for k, v in json.loads(meta["config"]).items() if k not in ("linear_readout", "w_contrastive",
+                                                                         "low_loss")}
+    save_file(load_file(path), path, metadata={**meta, "config": json.dumps(cfg)})
+    after = load_decoder(ws, old).predict("subj01", B)
+    assert np.allclose(before[0], after[0], atol=1e-6) and np.array_equal(before[1], after[1])
+    with pytest.raises(InvalidInputError, match="low_loss='huber'"):
+        fit_bit(ws, cfg=BITConfig(dim=32, k=8, epochs=1, low_loss="huber"))
+
+
 def test_a_reconstruction_is_stored_resumes_after_a_kill_and_reopens(decoders_fitted):
     from backend.reconstruction import ReconConfig, reconstruct, run_reconstructions
 

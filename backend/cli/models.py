@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
     t = msub.add_parser("train", help="retrain demo models reproducibly from a seed (CPU; see README)")
     t.add_argument("which", nargs="*", default=["all"], help="embedder, judge, captioner, generator (the default: "
                    "32 px pixel diffusion, object-weighted), latent_generator (64 px latent diffusion), "
-                   "latent_generator_ow (its object-weighted second stage), code_generator (compact-code diffusion, "
-                   "not shipped) or all (every shipped one)")
+                   "latent_generator_ow (its object-weighted second stage, not shipped), code_generator (compact-code "
+                   "diffusion, not shipped) or all (every shipped one)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="folder (default assets/models)")
     t.add_argument("--cache", default=".cache/train_sets", help="where rendered training images are kept")

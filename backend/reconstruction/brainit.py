@@ -8,9 +8,11 @@ BIT (Brain-IT 2025, after the paper's description): voxel token = beta x voxel e
 is a shared linear map of the voxel's vector (its encoder and visual-field weights, :mod:`.clusters`) plus a
 per-subject learned residual; voxel tokens are averaged into the shared clusters' tokens (plus a learned cluster
 code, the same in every subject); self-attention blocks over the cluster tokens; cross-attention blocks into learned
-output queries (one global, one per patch, one per 8 x 8 tile of the low-level image); linear heads. Every weight is
-shared across subjects except the residuals, so a subject with one hour of data borrows what the others taught.
-Losses: contrastive (InfoNCE) + cosine on the global embedding, MSE on patch tokens, L1 on the coarse image.
+output queries (one global, one per patch, one per 8 x 8 tile of the low-level image); linear heads, plus (by
+default) a linear readout of the global embedding and the coarse image from the cluster tokens themselves, added to
+the heads' outputs. Every weight is shared across subjects except the residuals, so a subject with one hour of data
+borrows what the others taught. Losses: cosine + 0.5 x contrastive (InfoNCE) on the global embedding, MSE on patch
+tokens, MSE (or L1) on the coarse image.
 
 The ridge baseline: betas -> embedding and betas -> coarse image by ridge regression (one alpha per output, chosen
 by generalised cross-validation), then the same generator.
@@ -57,6 +59,11 @@ class BITConfig:
     w_patch: float = 1.0
     w_low: float = 1.0
     patience: int = 6
+    # also read the global embedding and the low-level image linearly from the cluster tokens (zero-initialised,
+    # added to the heads' outputs): on the full demo world it lifts every column of the reconstruction table
+    linear_readout: bool = True
+    w_contrastive: float = 0.5  # weight of the InfoNCE term of the global loss (the cosine term has weight 1)
+    low_loss: str = "mse"  # the low-level image's loss: "mse" (x10; PixCorr rewards it, as for the ridge) or "l1"
     seed: int = 0
 
 
@@ -159,6 +166,12 @@ def _network(vec_dim: int, emb_dim: int, n_patches: int, n_voxels: dict[str, int
             self.head_patch = nn.Linear(d, emb_dim)
             self.head_low = nn.Linear(d, TILE * TILE * 3)
             self.n_patches = n_patches
+            if cfg.linear_readout:
+                self.lin_global = nn.Linear(cfg.k * d, emb_dim)
+                self.lin_low = nn.Linear(cfg.k * d, LOW_SIZE * LOW_SIZE * 3)
+                for lin in (self.lin_global, self.lin_low):
+                    nn.init.zeros_(lin.weight)
+                    nn.init.zeros_(lin.bias)
 
         def forward(self, subject: str, betas, vectors, assign):
             """betas (B, V); vectors (V, vec_dim); assign (K, V), rows sum to 1 (mean over a cluster's voxels)."""
@@ -168,10 +181,15 @@ def _network(vec_dim: int, emb_dim: int, n_patches: int, n_voxels: dict[str, int
             out = self.out_norm(self.cross_attn(self.queries.expand(len(betas), -1, -1), h))
             g = self.head_global(out[:, 0])
             p = self.head_patch(out[:, 1:1 + self.n_patches])
-            tiles = torch.sigmoid(self.head_low(out[:, 1 + self.n_patches:]))  # (B, T, 8*8*3)
+            tiles = self.head_low(out[:, 1 + self.n_patches:])  # (B, T, 8*8*3) logits
             side = LOW_SIZE // TILE
             low = tiles.view(len(betas), side, side, TILE, TILE, 3).permute(0, 1, 3, 2, 4, 5)
-            return g, p, low.reshape(len(betas), LOW_SIZE, LOW_SIZE, 3)
+            low = low.reshape(len(betas), LOW_SIZE, LOW_SIZE, 3)
+            if cfg.linear_readout:
+                flat = tok.flatten(1)
+                g = g + self.lin_global(flat)
+                low = low + self.lin_low(flat).view(len(betas), LOW_SIZE, LOW_SIZE, 3)
+            return g, p, torch.sigmoid(low)
 
     return BIT()
 
@@ -198,6 +216,8 @@ def fit_bit(ws: Workspace, subjects=None, cfg: BITConfig | None = None, one_hour
     from ..store import subjects as all_subjects
 
     cfg = cfg or BITConfig()
+    if cfg.low_loss not in ("l1", "mse"):
+        raise InvalidInputError(f"BITConfig.low_loss={cfg.low_loss!r}: expected 'l1' or 'mse'")
     subjects = [require_subject(ws, s) for s in (subjects or all_subjects(ws))]
     if one_hour is not None:
         one_hour = require_subject(ws, one_hour)
@@ -268,9 +288,11 @@ def train_bit(data: dict, vecs: list, clusters: dict, subjects: list[str], cfg: 
         gn = F.normalize(g, dim=-1)
         logits = gn @ e.T / cfg.temperature
         lab = torch.arange(len(idx), device=device)
-        l_glob = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2 + (1 - (gn * e).sum(1)).mean()
+        l_glob = (cfg.w_contrastive * (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2
+                  + (1 - (gn * e).sum(1)).mean())
         l_patch = F.mse_loss(p, torch.from_numpy(dd.patch_tr[idx]).to(device)) * p.shape[-1]
-        l_low = F.l1_loss(low, torch.from_numpy(dd.low_tr[idx]).to(device))
+        low_t = torch.from_numpy(dd.low_tr[idx]).to(device)
+        l_low = F.mse_loss(low, low_t) * 10 if cfg.low_loss == "mse" else F.l1_loss(low, low_t)
         l_res = sum((r ** 2).mean() for r in net.residual.values())
         return l_glob + cfg.w_patch * l_patch + cfg.w_low * l_low + cfg.residual_decay * l_res, gn, e
 
@@ -418,7 +440,9 @@ def load_decoder(ws: Workspace, decoder_id: str, device: str = "cpu") -> Decoder
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     known = {f.name for f in fields(BITConfig)}
-    cfg = BITConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in known})
+    # decoders stored before an option existed were trained without it (the readout changes the weights' layout)
+    stored = {"linear_readout": False, "w_contrastive": 1.0, "low_loss": "l1", **json.loads(meta["config"])}
+    cfg = BITConfig(**{k: v for k, v in stored.items() if k in known})
     state = load_file(str(path))
     vecs = {s: state.pop(f"vectors.{s}") for s in subjects}
     clusters = {s: state.pop(f"clusters.{s}").numpy() for s in subjects}

@@ -321,7 +321,7 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
     if init is not None or object_weight or snr_gamma is not None:  # a weighted (second) stage
         if labels is None and object_weight:
             raise ValueError("object_weight needs the training images' labels")
-        config.update({"init": str(init) if init is not None else None, "object_weight": object_weight,
+        config.update({"init": Path(init).name if init is not None else None, "object_weight": object_weight,
                        "snr_gamma": snr_gamma, "lr": lr})
     weights = None
     if labels is not None and object_weight:
@@ -378,7 +378,7 @@ def _save_generator(out: Path, unet, vae, sched, seed: int, embedder, done: int,
     sampler = DDIMScheduler.from_config(sched.config, prediction_type="epsilon", clip_sample=False)
     EmbeddingConditionedPipeline(unet, sampler, vae).save_pretrained(str(out))
     (Path(out) / "voxelscope.json").write_text(json.dumps({
-        "model_id": f"voxelscope/demo-latent-diffusion-{'ow-' if config and 'init' in config else ''}seed{seed}",
+        "model_id": f"voxelscope/demo-latent-diffusion-{f'ow{steps}-' if config and 'init' in config else ''}seed{seed}",
         "condition": embedder.model_id, "prediction": "v_prediction", "steps_done": done, "steps": steps,
         **({"training": config} if config and "init" in config else {})}))
 
@@ -459,7 +459,7 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
             masks = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
             if not np.array_equal(masks["images"][:100], train["images"][:100]):
                 raise RuntimeError("the training images and their masks were rendered from different worlds")
-            rep = train_generator(gdir, train, emb, seed=seed, progress=progress, log=log, steps=6000,
+            rep = train_generator(gdir, train, emb, seed=seed, progress=progress, log=log, steps=4000,
                                   labels=masks.pop("labels"), object_weight=4.0, snr_gamma=5.0, init=first, lr=2e-4)
         else:  # on a VAE: trained first (or, for the code generator, given with ``vae``)
             given = vae if recipe == "code_generator" else None
