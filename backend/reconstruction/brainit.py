@@ -64,6 +64,9 @@ class BITConfig:
     linear_readout: bool = True
     w_contrastive: float = 0.5  # weight of the InfoNCE term of the global loss (the cosine term has weight 1)
     low_loss: str = "mse"  # the low-level image's loss: "mse" (x10; PixCorr rewards it, as for the ridge) or "l1"
+    # every subject gets as many batches an epoch as the one with the most images (a one-hour subject's images are
+    # drawn again, in fresh orders), so a subject with little data is not a few steps among many
+    balance_subjects: bool = True
     seed: int = 0
 
 
@@ -274,7 +277,9 @@ def train_bit(data: dict, vecs: list, clusters: dict, subjects: list[str], cfg: 
         n_val = max(2, len(order) // 10)
         split[s] = (np.sort(order[n_val:]), np.sort(order[:n_val]))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = sum(math.ceil(len(split[s][0]) / cfg.batch) for s in subjects)
+    chunks = {s: math.ceil(len(split[s][0]) / cfg.batch) for s in subjects}
+    most = max(chunks.values())
+    steps_per_epoch = most * len(subjects) if cfg.balance_subjects else sum(chunks.values())
     epochs = max(cfg.epochs, min(math.ceil(cfg.min_steps / steps_per_epoch), 20 * cfg.epochs))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
 
@@ -300,9 +305,12 @@ def train_bit(data: dict, vecs: list, clusters: dict, subjects: list[str], cfg: 
     t0, total = time.time(), epochs * steps_per_epoch
     for epoch in range(epochs):
         net.train()
-        order = [(s, chunk) for s in subjects
-                 for chunk in np.array_split(rng.permutation(split[s][0]),
-                                             math.ceil(len(split[s][0]) / cfg.batch))]
+        order = []
+        for s in subjects:
+            mine = []
+            while len(mine) < (most if cfg.balance_subjects else chunks[s]):
+                mine += np.array_split(rng.permutation(split[s][0]), chunks[s])
+            order += [(s, chunk) for chunk in mine[:most if cfg.balance_subjects else chunks[s]]]
         rng.shuffle(order)
         for j, (s, idx) in enumerate(order):
             loss, _, _ = batch_loss(s, idx, True)
@@ -441,7 +449,8 @@ def load_decoder(ws: Workspace, decoder_id: str, device: str = "cpu") -> Decoder
         meta = f.metadata()
     known = {f.name for f in fields(BITConfig)}
     # decoders stored before an option existed were trained without it (the readout changes the weights' layout)
-    stored = {"linear_readout": False, "w_contrastive": 1.0, "low_loss": "l1", **json.loads(meta["config"])}
+    stored = {"linear_readout": False, "w_contrastive": 1.0, "low_loss": "l1", "balance_subjects": False,
+              **json.loads(meta["config"])}
     cfg = BITConfig(**{k: v for k, v in stored.items() if k in known})
     state = load_file(str(path))
     vecs = {s: state.pop(f"vectors.{s}") for s in subjects}
