@@ -164,7 +164,14 @@ def test_the_one_hour_regime_trains_one_subject_on_two_sessions_with_or_without_
     total = ws.query("SELECT n_trials, n_sessions, n_images FROM subjects WHERE subject = 'subj01'").iloc[0]
     assert n == round(2 * total.n_trials / total.n_sessions / (total.n_trials / total.n_images))
     cfg = BITConfig(dim=32, k=8, epochs=1, batch=64, min_steps=0)
-    shared, alone = fit_bit(ws, cfg=cfg, one_hour="subj01"), fit_bit(ws, cfg=cfg, one_hour="subj01", alone=True)
+    totals = {}
+    shared = fit_bit(ws, cfg=cfg, one_hour="subj01",
+                     progress=lambda stage, done, total: totals.update({stage: total}))
+    alone = fit_bit(ws, cfg=cfg, one_hour="subj01", alone=True)
+    # balanced subjects: the one-hour subject gets as many batches in the epoch as subj02, not a few among many
+    n02 = ws.query("SELECT count(*) n FROM subject_stimuli WHERE subject = 'subj02' AND split = 'train'").n.iloc[0]
+    per_subject = -(-(n02 - max(2, n02 // 10)) // 64)
+    assert [t for st_, t in totals.items() if st_.startswith("Training BIT")] == [2 * per_subject]
     d = decoders(ws).set_index("decoder_id")
     assert d.loc[shared, "regime"] == "1h subj01 + shared" and sorted(d.loc[shared, "subjects"]) == ["subj01", "subj02"]
     assert d.loc[alone, "regime"] == "1h subj01 alone" and list(d.loc[alone, "subjects"]) == ["subj01"]
