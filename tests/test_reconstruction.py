@@ -261,6 +261,7 @@ def test_the_reconstruction_page_shows_pairs_metrics_and_an_image_path(decoders_
     assert [s.value for s in at.subheader] == ["Metrics", "Seen | low-level | reconstruction", "One image's path"]
     table = at.dataframe[0].value
     assert {"ridge"} <= set(table.model) and {"PixCorr", "SSIM", "Emb"} <= set(table.columns)
+    assert ridge in set(table.decoder)  # which fit each row's run used: two fits of one kind are told apart
     at.selectbox(key="rec_sort").set_value("PixCorr").run()
     lines = [m.value for m in at.markdown if m.value.startswith("PixCorr **")]
     vals = [float(v.split("**")[1]) for v in lines]

@@ -103,11 +103,12 @@ metric_cols = [c for c in per.columns if c not in ("stim_id", "score")]
 
 st.subheader("Metrics")
 table = metrics_table(ws, subject)
-shown = table[["model", "regime", "images"] + [c for c in metric_cols if c in table]].copy()
+shown = table[["model", "regime", "decoder", "images", "samples"] + [c for c in metric_cols if c in table]].copy()
 if not is_demo:  # the papers' NSD figures, as reference rows (real data only: the demo's columns differ)
     ref = pd.DataFrame([{"model": k, "regime": "paper", **v} for k, v in PAPER_ROWS.items()])
     shown = pd.concat([shown, ref[[c for c in ref.columns if c in shown.columns or c in METRIC_COLUMNS]]])
 fmt = {c: ("{:.3f}" if c in ("PixCorr", "SSIM") or not higher_is_better(c) else "{:.1%}") for c in metric_cols}
+fmt["samples"] = "{:.0f}"
 st.dataframe(shown.style.format(fmt, na_rep="–"), hide_index=True, width="stretch")
 st.caption("PixCorr and SSIM at 425 px (MindEye2's recipe); 2-way identification (chance 50%) with the judge's early "
            "and late layers (the demo's AlexNet(2) / AlexNet(5) analogues), the embedder's patch tokens and its "

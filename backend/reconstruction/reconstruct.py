@@ -233,8 +233,8 @@ def reconstruction_steps(ws: Workspace, run_id: str, stim_id: int, shown: int = 
 
 
 def metrics_table(ws: Workspace, subject: str | None = None) -> pd.DataFrame:
-    """Every finished run's metrics (final images), one row per run: subject, model, regime, n, then the metric
-    columns in the papers' order."""
+    """Every finished run's metrics (final images), one row per run: subject, model, regime, decoder (its id: two
+    fits of one kind are told apart), n, then the metric columns in the papers' order."""
     runs = reconstruction_runs(ws)
     runs = runs[runs.state == "done"]
     if subject:
@@ -244,6 +244,7 @@ def metrics_table(ws: Workspace, subject: str | None = None) -> pd.DataFrame:
         m = json.loads(r.metrics) if r.metrics else {}
         if "final" in m:
             rows.append({"run_id": r.run_id, "subject": r.subject, "model": "BIT" if r.kind == "bit" else "ridge",
-                         "regime": r.regime, "images": m.get("n"), "samples": r.samples, "strength": r.strength,
+                         "regime": r.regime, "decoder": r.decoder_id, "images": m.get("n"), "samples": r.samples,
+                         "strength": r.strength,
                          **m["final"]})
     return pd.DataFrame(rows)
