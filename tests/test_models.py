@@ -111,25 +111,42 @@ def test_demo_generator_round_trips_and_steps_like_its_sample(tiny_clip, tmp_pat
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+def _tiny_unet(cond_dim: int, size: int, channels: int):
+    """A UNet of the demo generators' layout at a size that keeps training tests fast."""
+    from backend.models import generator as G
+
+    return G.UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
+                         block_out_channels=(16, 32), time_embedding_dim=cond_dim,
+                         down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                         up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity",
+                         norm_num_groups=8, attention_head_dim=8)
+
+
+def _tiny_vae(size: int = 64):
+    """An autoencoder of the demo VAE's layout (4 latent channels, 4x down), tiny."""
+    from backend.models import generator as G
+
+    return G.AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
+                           down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                           block_out_channels=(16, 16, 16), norm_num_groups=8)
+
+
+def _tiny_latent_parts(monkeypatch) -> None:
+    """The latent recipe builds a tiny VAE and latent UNet instead of the demo's."""
+    from backend.models import generator as G
+
+    monkeypatch.setattr(G, "new_demo_vae", _tiny_vae)
+    monkeypatch.setattr(G, "new_demo_latent_unet", lambda cond_dim, size: _tiny_unet(cond_dim, size, 4))
+
+
 def test_the_latent_generator_trains_resumes_and_samples_from_text_image_and_image_embeddings(tiny_clip, tmp_path,
                                                                                           monkeypatch):
     """The demo recipe (VAE + latent v-prediction UNet with EMA) on a few images: a killed run resumes to the same
     weights; the saved pipeline samples deterministically from text, image and embedding conditions, img2img keeps
     the image at strength 0, and the denoising loop stays differentiable (BrainDiVE)."""
-    from backend.models import generator as G
     from backend.models.demo.train import train_generator, train_vae
 
-    small_vae = lambda size=64: G.AutoencoderKL(  # noqa: E731  (a tiny VAE and UNet keep the test fast)
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 16, 16), norm_num_groups=8)
-    small_unet = lambda cond_dim, size: G.UNet2DModel(  # noqa: E731
-        sample_size=size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        time_embedding_dim=cond_dim, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity", norm_num_groups=8,
-        attention_head_dim=8)
-    monkeypatch.setattr(G, "new_demo_vae", small_vae)
-    monkeypatch.setattr(G, "new_demo_latent_unet", small_unet)
+    _tiny_latent_parts(monkeypatch)
     rng = np.random.default_rng(0)
     data = {"images": rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8),
             "captions": [[CAPTIONS[i % 5], CAPTIONS[(i + 1) % 5]] for i in range(12)]}
@@ -169,18 +186,9 @@ def test_the_latent_generators_object_weighted_stage_starts_from_the_first_and_r
     """The second stage (latent_generator_ow) continues a trained latent generator: it starts from that UNet, its
     loss counts object pixels more (labels max-pooled to the latent grid), a killed run resumes to the same
     weights, and the saved generator records how it was made; labels that do not match are refused."""
-    from backend.models import generator as G
     from backend.models.demo.train import train_generator, train_vae
 
-    monkeypatch.setattr(G, "new_demo_vae", lambda size=64: G.AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 16, 16), norm_num_groups=8))
-    monkeypatch.setattr(G, "new_demo_latent_unet", lambda cond_dim, size: G.UNet2DModel(
-        sample_size=size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        time_embedding_dim=cond_dim, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity", norm_num_groups=8,
-        attention_head_dim=8))
+    _tiny_latent_parts(monkeypatch)
     rng = np.random.default_rng(0)
     data = {"images": rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8),
             "captions": [[CAPTIONS[i % 5]] for i in range(12)]}
@@ -313,10 +321,7 @@ def test_the_code_generator_trains_resumes_and_samples_from_text_image_and_image
     from backend.models.demo.train import train_vae
     from backend.models.demo.train_code import train_code_generator
 
-    monkeypatch.setattr(G, "new_demo_vae", lambda size=64: G.AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 16, 16), norm_num_groups=8))
+    monkeypatch.setattr(G, "new_demo_vae", _tiny_vae)
     rng = np.random.default_rng(0)
     data = {"images": rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8),
             "captions": [[CAPTIONS[i % 5], CAPTIONS[(i + 1) % 5]] for i in range(12)]}
@@ -383,11 +388,7 @@ def test_the_pixel_generator_recipe_weights_objects_trains_resumes_and_samples(t
     w = object_weights(labels, 32, 4.0)
     assert w.shape == (2, 1, 32, 32) and w[0, 0, 5:25, 10].eq(5).all() and w[1].eq(1).all()
     assert float(w[0].eq(5).sum()) == 20
-    monkeypatch.setattr(G, "new_demo_unet", lambda cond_dim, size, base: G.UNet2DModel(
-        sample_size=size, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
-        time_embedding_dim=cond_dim, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), class_embed_type="identity", norm_num_groups=8,
-        attention_head_dim=8))
+    monkeypatch.setattr(G, "new_demo_unet", lambda cond_dim, size, base: _tiny_unet(cond_dim, size, 3))
     rng = np.random.default_rng(0)
     data = {"images": rng.integers(0, 255, (12, 64, 64, 3), dtype=np.uint8),
             "captions": [[CAPTIONS[i % 5], CAPTIONS[(i + 1) % 5]] for i in range(12)]}

@@ -277,9 +277,9 @@ def train_bit(data: dict, vecs: list, clusters: dict, subjects: list[str], cfg: 
         n_val = max(2, len(order) // 10)
         split[s] = (np.sort(order[n_val:]), np.sort(order[:n_val]))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    chunks = {s: math.ceil(len(split[s][0]) / cfg.batch) for s in subjects}
-    most = max(chunks.values())
-    steps_per_epoch = most * len(subjects) if cfg.balance_subjects else sum(chunks.values())
+    chunks = {s: math.ceil(len(split[s][0]) / cfg.batch) for s in subjects}  # batches in one pass over s
+    per_epoch = {s: max(chunks.values()) if cfg.balance_subjects else chunks[s] for s in subjects}
+    steps_per_epoch = sum(per_epoch.values())
     epochs = max(cfg.epochs, min(math.ceil(cfg.min_steps / steps_per_epoch), 20 * cfg.epochs))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
 
@@ -308,9 +308,9 @@ def train_bit(data: dict, vecs: list, clusters: dict, subjects: list[str], cfg: 
         order = []
         for s in subjects:
             mine = []
-            while len(mine) < (most if cfg.balance_subjects else chunks[s]):
+            while len(mine) < per_epoch[s]:
                 mine += np.array_split(rng.permutation(split[s][0]), chunks[s])
-            order += [(s, chunk) for chunk in mine[:most if cfg.balance_subjects else chunks[s]]]
+            order += [(s, chunk) for chunk in mine[:per_epoch[s]]]
         rng.shuffle(order)
         for j, (s, idx) in enumerate(order):
             loss, _, _ = batch_loss(s, idx, True)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ...store.progress import ProgressFn, report
 
 __all__ = ["Checkpoint", "seed_everything", "lr_at", "optimise", "tick", "conditioned_inputs", "latent_inputs",
-           "draw_conditions", "ema_update"]
+           "draw_conditions", "ema_update", "object_weights", "min_snr_weights", "weighted_mse"]
 
 
 def seed_everything(seed: int) -> None:
@@ -136,3 +137,31 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
         d = min(decay, (1 + step) / (10 + step))
         for pe, pu in zip(ema.parameters(), model.parameters()):
             pe.mul_(d).add_(pu.detach(), alpha=1 - d)
+
+
+def object_weights(labels: np.ndarray, size: int, object_weight: float) -> torch.Tensor:
+    """(n, 1, size, size) loss weights from per-pixel labels (n, H, W; 0 = background): 1 + ``object_weight`` where
+    any pixel of the (H / size)-square block is an object (max-pooled, so thin structures keep their weight)."""
+    obj = torch.from_numpy(labels > 0).float()[:, None]
+    k = labels.shape[-1] // size
+    if k > 1:
+        obj = F.max_pool2d(obj, k)
+    return 1 + object_weight * obj
+
+
+def min_snr_weights(sched, gamma: float) -> torch.Tensor:
+    """Per-timestep loss weights of min-SNR-gamma (Hang et al. 2023) for v-prediction: min(SNR, gamma) / (SNR + 1)."""
+    abar = sched.alphas_cumprod
+    snr = abar / (1 - abar)
+    return (snr.clamp(max=gamma) / (snr + 1)).float()
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None = None,
+                 t_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE with per-position weights ``w`` (b, 1, H, W; each image's mean weighted by its own weight sum) and
+    per-image timestep weights ``t_weight`` (b,)."""
+    err = (pred - target) ** 2
+    if w is None:
+        w = torch.ones_like(err[:, :1])
+    per_image = (err * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * err.shape[1])
+    return (per_image * t_weight).mean() if t_weight is not None else per_image.mean()

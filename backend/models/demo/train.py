@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ...store.progress import ProgressFn
-from .loop import Checkpoint, draw_conditions, ema_update, latent_inputs, optimise, seed_everything, tick
+from .loop import (Checkpoint, draw_conditions, ema_update, latent_inputs, min_snr_weights, object_weights, optimise,
+                   seed_everything, tick, weighted_mse)
 
 TRAIN_SEED_OFFSET = 1000   # training images: world seed 1000 + seed
 # the generator recipes ``models train`` knows: name -> (folder under the output, what the log calls it)
@@ -325,16 +326,10 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
                        "snr_gamma": snr_gamma, "lr": lr})
     weights = None
     if labels is not None and object_weight:
-        from .train_pixel import object_weights
-
         if labels.shape[0] != len(lat):
             raise ValueError(f"labels {labels.shape} do not match {len(lat)} training images")
         weights = object_weights(labels, lat.shape[-1], object_weight)
-    t_weight = None
-    if snr_gamma is not None:
-        abar = sched.alphas_cumprod
-        snr = abar / (1 - abar)
-        t_weight = (snr.clamp(max=snr_gamma) / (snr + 1)).float()
+    t_weight = min_snr_weights(sched, snr_gamma) if snr_gamma is not None else None
     ckpt = Checkpoint(out, config)
     start = ckpt.load(both, opt, rng, log)
     t0 = time.time()
@@ -348,13 +343,12 @@ def train_generator(out: Path, data: dict, embedder, seed: int = 0, steps: int =
         t = torch.from_numpy(rng.integers(0, 1000, batch))
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
-        if weights is None and t_weight is None:
-            loss = F.mse_loss(unet(xt, t, class_labels=cond).sample, target)
+        pred = unet(xt, t, class_labels=cond).sample
+        if weights is None and t_weight is None:  # the first stage's plain loss
+            loss = F.mse_loss(pred, target)
         else:
-            err = (unet(xt, t, class_labels=cond).sample - target) ** 2
-            w = weights[idx] if weights is not None else torch.ones_like(err[:, :1])
-            per_image = (err * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * err.shape[1])
-            loss = (per_image * (t_weight[t] if t_weight is not None else 1.0)).mean()
+            loss = weighted_mse(pred, target, weights[idx] if weights is not None else None,
+                                t_weight[t] if t_weight is not None else None)
         optimise(opt, loss, step, steps, lr, unet.parameters(), warmup=200)
         ema_update(ema, unet, step, ema_decay)
         tick(progress, log, "generator", step, steps, loss, t0)
@@ -444,10 +438,8 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         if recipe == "generator":  # the default: pixels, with the training images' object masks
             from .train_pixel import train_pixel_generator
 
-            masks = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
-            if not np.array_equal(masks["images"][:100], train["images"][:100]):
-                raise RuntimeError("the training images and their masks were rendered from different worlds")
-            rep = train_pixel_generator(gdir, train, masks.pop("labels"), emb, seed=seed, progress=progress, log=log)
+            rep = train_pixel_generator(gdir, train, _training_labels(train, seed, cache, workers), emb, seed=seed,
+                                        progress=progress, log=log)
         elif recipe == "latent_generator_ow":  # a second stage of generator_latent64: its VAE, its UNet to start
             import shutil
 
@@ -456,11 +448,9 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
                 raise FileNotFoundError(f"{first}: latent_generator_ow continues the latent generator; train it first")
             if not (gdir / "vae" / "config.json").exists():
                 shutil.copytree(first / "vae", gdir / "vae", dirs_exist_ok=True)
-            masks = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
-            if not np.array_equal(masks["images"][:100], train["images"][:100]):
-                raise RuntimeError("the training images and their masks were rendered from different worlds")
             rep = train_generator(gdir, train, emb, seed=seed, progress=progress, log=log, steps=4000,
-                                  labels=masks.pop("labels"), object_weight=4.0, snr_gamma=5.0, init=first, lr=2e-4)
+                                  labels=_training_labels(train, seed, cache, workers), object_weight=4.0,
+                                  snr_gamma=5.0, init=first, lr=2e-4)
         else:  # on a VAE: trained first (or, for the code generator, given with ``vae``)
             given = vae if recipe == "code_generator" else None
             if given is None and (not (gdir / "vae" / "config.json").exists()
@@ -478,6 +468,14 @@ def train_all(out: Path, which: list[str], seed: int = 0, cache: Path | None = N
         save_report(out, folder, rep)
         results[folder] = rep
     return results
+
+
+def _training_labels(train: dict, seed: int, cache, workers) -> np.ndarray:
+    """The per-pixel object labels of the generator's training images (the judge set of the same world seed)."""
+    masks = render_judge_set(TRAIN_SEED_OFFSET + seed, len(train["images"]), cache=cache, workers=workers)
+    if not np.array_equal(masks["images"][:100], train["images"][:100]):
+        raise RuntimeError("the training images and their masks were rendered from different worlds")
+    return masks["labels"]
 
 
 def _judge_generator(out: Path, gen, emb, seed: int, cache, workers=None, prefix: str = "generator") -> dict:

@@ -29,17 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from ...store.progress import ProgressFn
-from .loop import Checkpoint, conditioned_inputs, draw_conditions, ema_update, optimise, seed_everything, tick
-
-
-def object_weights(labels: np.ndarray, size: int, object_weight: float) -> torch.Tensor:
-    """(n, 1, size, size) loss weights from per-pixel labels (n, H, W; 0 = background): 1 + ``object_weight`` where
-    any pixel of the (H / size)-square block is an object (max-pooled, so thin structures keep their weight)."""
-    obj = torch.from_numpy(labels > 0).float()[:, None]
-    k = labels.shape[-1] // size
-    if k > 1:
-        obj = F.max_pool2d(obj, k)
-    return 1 + object_weight * obj
+from .loop import (Checkpoint, conditioned_inputs, draw_conditions, ema_update, min_snr_weights, object_weights,
+                   optimise, seed_everything, tick, weighted_mse)
 
 
 def _pixels(data: dict, size: int) -> dict:
@@ -70,9 +61,7 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
     x_all = inputs["x"]
     weights = object_weights(labels, size, object_weight)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
-    abar = sched.alphas_cumprod
-    snr = abar / (1 - abar)
-    t_weight = (snr.clamp(max=snr_gamma) / (snr + 1)).float()
+    t_weight = min_snr_weights(sched, snr_gamma)
     seed_everything(seed)
     unet = new_demo_unet(embedder.dim, size, base)
     ema = copy.deepcopy(unet).requires_grad_(False)
@@ -93,10 +82,8 @@ def train_pixel_generator(out: Path, data: dict, labels: np.ndarray, embedder, s
         cond = draw_conditions(rng, idx, inputs, p_text, p_uncond)
         noise = torch.randn_like(x0)
         t = torch.from_numpy(rng.integers(0, 1000, batch))
-        err = (unet(sched.add_noise(x0, noise, t), t, class_labels=cond).sample
-               - sched.get_velocity(x0, noise, t)) ** 2
-        per_image = (err * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * err.shape[1])
-        loss = (per_image * t_weight[t]).mean()
+        loss = weighted_mse(unet(sched.add_noise(x0, noise, t), t, class_labels=cond).sample,
+                            sched.get_velocity(x0, noise, t), w, t_weight[t])
         optimise(opt, loss, step, steps, lr, unet.parameters(), warmup=200)
         ema_update(ema, unet, step, ema_decay)
         tick(progress, log, "the pixel generator", step, steps, loss, t0, every=100)
