@@ -8,6 +8,7 @@ def add_parser(sub) -> None:
     c = ssub.add_parser("check", help="from pixels alone vs the world's true signal, per ROI, on its own stimuli")
     c.add_argument("--subject", nargs="*", default=None)
     c.add_argument("--images", type=int, default=1000)
+    c.add_argument("--judge", default=None, help="a judge's folder (default: the shipped one), e.g. a retrained one")
     c.set_defaults(func=check)
     r = ssub.add_parser("respond", help="a subject's true response to image files: mean per ROI")
     r.add_argument("images", nargs="+", help="PNG or JPEG files")
@@ -18,11 +19,13 @@ def add_parser(sub) -> None:
 
 
 def check(ws, args) -> int:
+    from ..models.judge import load_judge
     from ..simulate import check_against_truth
     from ..store import subjects
 
+    judge = load_judge(args.judge)
     for s in args.subject or subjects(ws):
-        t = check_against_truth(ws, s, args.images)
+        t = check_against_truth(ws, s, args.images, judge)
         print(f"{s}: median over each ROI's voxels of r(simulated from pixels, true signal) over {args.images} "
               "of the world's images")
         print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

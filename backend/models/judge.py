@@ -7,7 +7,7 @@ on, so that any image (generated, reconstructed, uploaded) can be shown to a syn
 * contrast energy is computed, not learned (:func:`backend.datasets.image_features.contrast_energy`).
 
 ``Judge.features(images)`` gives, per image, the visible area of every object it finds (connected regions of one
-category), which :mod:`backend.simulate` turns into the world's semantic features.
+category, nearby pieces joined), which :mod:`backend.simulate` turns into the world's semantic features.
 Trained by ``python -m backend models train judge`` (:func:`backend.models.demo.train.train_judge`).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ._files import load_weights, read_config
 
-__all__ = ["JUDGE_CLASSES", "BACKGROUND_TYPES", "JudgeNet", "Judge", "JUDGE_PATH", "load_judge"]
+__all__ = ["JUDGE_CLASSES", "BACKGROUND_TYPES", "JudgeNet", "Judge", "JUDGE_PATH", "load_judge", "objects_in"]
 
 JUDGE_CLASSES = ("background", "face", "body", "place", "food", "word", "object")
 BACKGROUND_TYPES = ("plain", "indoor", "outdoor")
@@ -132,30 +132,45 @@ class Judge:
                 out.append(self.net(self.preprocess(images[a:a + batch]), with_features=True)[2].cpu().numpy())
         return np.concatenate(out)
 
-    def features(self, images, batch: int = 64, min_pixels: int = 6) -> tuple[list[list[dict]], list[str], np.ndarray]:
+    def features(self, images, batch: int = 64, min_pixels: int = 10, join: int = 3
+                 ) -> tuple[list[list[dict]], list[str], np.ndarray]:
         """What the simulated subject sees in each image.
+
+        An object is a connected region (8-neighbours) of one category after a ``join`` x ``join`` morphological
+        closing of that category's pixels, so the letters of one word, or an object cut by a thin mislabelled line,
+        count once (the world's response sums sqrt(area) per object: counting each letter of a word as an object
+        inflates it). Regions with fewer than ``min_pixels`` pixels of the category are dropped as noise.
 
         Returns
         -------
-        objects : list (per image) of dicts ``category, area`` (each connected region of one category with at
-            least ``min_pixels`` pixels is one object; area = its share of the image)
+        objects : list (per image) of dicts ``category, area`` (area = the region's pixels of its category, as a
+            share of the image)
         backgrounds : list of str, the most likely background type per image
         labels : (n, size, size) uint8, the segmentation
         """
-        from scipy import ndimage
-
         labels, bg = self.segment(images, batch)
-        objects = []
-        for lab in labels:
-            objs = []
-            for c in range(1, len(JUDGE_CLASSES)):
-                comp, n = ndimage.label(lab == c)
-                if n == 0:
-                    continue
-                sizes = np.bincount(comp.ravel())[1:]
-                objs += [{"category": JUDGE_CLASSES[c], "area": float(s / lab.size)} for s in sizes if s >= min_pixels]
-            objects.append(objs)
-        return objects, [BACKGROUND_TYPES[i] for i in bg.argmax(1)], labels
+        return objects_in(labels, min_pixels, join), [BACKGROUND_TYPES[i] for i in bg.argmax(1)], labels
+
+
+def objects_in(labels: np.ndarray, min_pixels: int = 10, join: int = 3) -> list[list[dict]]:
+    """The objects of segmentations ``labels`` ((n, H, W) indices into JUDGE_CLASSES): per image, dicts
+    ``category, area``; grouping as in :meth:`Judge.features`."""
+    from scipy import ndimage
+
+    eight = np.ones((3, 3), bool)
+    objects = []
+    for lab in labels:
+        objs = []
+        for c in range(1, len(JUDGE_CLASSES)):
+            mask = lab == c
+            if not mask.any():
+                continue
+            grown = mask | ndimage.binary_closing(mask, np.ones((join, join), bool)) if join > 1 else mask
+            comp, n = ndimage.label(grown, structure=eight)
+            sizes = np.bincount(comp[mask], minlength=n + 1)[1:]
+            objs += [{"category": JUDGE_CLASSES[c], "area": float(s / lab.size)} for s in sizes if s >= min_pixels]
+        objects.append(objs)
+    return objects
 
 
 def load_judge(folder: str | Path | None = None, device: str = "cpu") -> Judge:

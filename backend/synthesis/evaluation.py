@@ -134,7 +134,7 @@ def evaluate_synthesis(ws: Workspace, subjects=None, n_seeds: int = 100, config:
                                                   "targets": [[n, c, t] for n, c, t in targets],
                                                   "text_prompts": CATEGORY_PROMPTS, "min_share": MIN_SHARE},
                          seed=0, model_ids={"generator": models.generator.model_id, "embedder": emb.model_id,
-                                            "judge": "voxelscope/demo-judge"})
+                                            "judge": judge.model_id})
         tx.sql("INSERT INTO synthesis_eval VALUES (?, now(), ?)", [run, table.to_json(orient="records")])
     report(progress, "Storing the evaluation", 1, 1)
     return table

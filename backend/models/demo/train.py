@@ -164,7 +164,7 @@ def _degrade(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def train_judge(out: Path, data: dict, seed: int = 0, steps: int = 2500, batch: int = 32, width: int = 16,
+def train_judge(out: Path, data: dict, seed: int = 0, steps: int = 5000, batch: int = 32, width: int = 24,
                 progress: ProgressFn = None, log=print, checkpoint_every: int = 200) -> dict:
     """Train the judge (segmentation into the world's categories + background type) on world pixels and masks;
     resumable (:class:`Checkpoint`). Saves it to ``out``."""
@@ -201,7 +201,7 @@ def train_judge(out: Path, data: dict, seed: int = 0, steps: int = 2500, batch: 
         tick(progress, log, "judge", step, steps, loss, t0)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.save(net, opt, rng, step + 1)
-    Judge(net, {"width": width, "size": size, "model_id": f"voxelscope/demo-judge-seed{seed}",
+    Judge(net, {"width": width, "size": size, "model_id": f"voxelscope/demo-judge-w{width}-seed{seed}",
                 "classes": list(JUDGE_CLASSES)}).save_pretrained(out)
     ckpt.done()
     return {"steps": steps, "batch": batch, "width": width, "size": size,
