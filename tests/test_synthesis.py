@@ -152,6 +152,22 @@ def test_a_run_is_stored_with_provenance_resumes_after_a_kill_and_reopens_instan
     assert len(synthesis_images(ws, res["run_id"])) == 5
 
 
+def test_a_speck_of_a_category_is_seen_but_not_the_main_category():
+    """An image that is mostly an object with a 3% face patch shows a face to the lenient reading, not the strict one;
+    an image that is mostly face passes both."""
+    from backend.models.judge import JUDGE_CLASSES
+    from backend.synthesis.evaluation import judged_reading
+
+    face, obj = JUDGE_CLASSES.index("face"), JUDGE_CLASSES.index("object")
+    lab = np.zeros((2, 64, 64), np.uint8)
+    lab[0, :32, :32] = obj
+    lab[0, 40:51, 40:51] = face  # 121 px = 3% of the image
+    lab[1, :32, :32] = face
+    lab[1, 40:51, 40:51] = obj
+    shows, main, n = judged_reading(lab, "face")
+    assert shows.tolist() == [True, True] and main.tolist() == [False, True] and n.tolist() == [2, 2]
+
+
 def test_the_evaluation_scores_guided_faces_above_unguided_samples_against_the_simulated_subject(fitted_world,
                                                                                                 models):
     from backend.synthesis import default_targets, evaluate_synthesis, stored_evaluation
@@ -167,6 +183,7 @@ def test_the_evaluation_scores_guided_faces_above_unguided_samples_against_the_s
     assert by.loc["braindive all", "true mean"] > by.loc["unguided", "true mean"] + 0.3, table.to_string()
     assert by.loc["braindive all", "predicted gain"] > by.loc["unguided", "predicted gain"], table.to_string()
     assert 0 <= by.loc["braindive", "true percentile"] <= 100
+    assert (table["judged main"] <= table["judged share"]).all() and (table["categories seen"] >= 0).all()
     run, stored = stored_evaluation(ws)
     assert run.startswith("braindive-evaluation") and len(stored) == len(table)
 

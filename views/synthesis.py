@@ -276,11 +276,15 @@ if is_demo:
             ss.syn_job = ensure_job(ws, "synthesis_evaluation", {})
             st.rerun()
     else:
-        show = table[["subject", "target", "category", "method", "n_images", "judged share", "true percentile",
-                      "true gain", "predicted gain"]]
-        st.dataframe(show.style.format({"judged share": "{:.0%}", "true percentile": "{:.1f}", "true gain": "{:+.2f}",
+        cols = ["subject", "target", "category", "method", "n_images", "judged share", "judged main",
+                "categories seen", "true percentile", "true gain", "predicted gain"]
+        show = table[[c for c in cols if c in table]]  # evaluations stored before 2026-12-04 lack judged main
+        st.dataframe(show.style.format({"judged share": "{:.0%}", "judged main": "{:.0%}", "categories seen": "{:.1f}",
+                                        "true percentile": "{:.1f}", "true gain": "{:+.2f}",
                                         "predicted gain": "{:+.2f}"}), hide_index=True, width="stretch")
-        st.caption("judged share: images in which the judge sees the ROI's category; true percentile: where their "
+        st.caption("judged share: images in which the judge sees the ROI's category (at least 2% of the image); "
+                   "judged main: images whose largest category is the ROI's; categories seen: per image (the world's "
+                   "own images: about 1.4); true percentile: where their "
                    "mean true response falls among the world's natural images; gains in natural standard deviations. "
                    "Methods: braindive = kept images, unguided = plain samples of the same seeds (top: re-ranked "
                    "the same way), text = samples conditioned on the category's name.")

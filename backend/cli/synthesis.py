@@ -104,8 +104,8 @@ def evaluate(ws, args) -> int:
                                    log=bar.write, executor=args.executor)
     finally:
         bar.close()
-    cols = ["subject", "target", "category", "method", "n_images", "judged share", "true percentile", "true gain",
-            "predicted gain", "survivors"]
+    cols = ["subject", "target", "category", "method", "n_images", "judged share", "judged main", "categories seen",
+            "true percentile", "true gain", "predicted gain", "survivors"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 

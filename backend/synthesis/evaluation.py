@@ -5,6 +5,9 @@ For each subject and target (each category's ROI file, and the FFA-1 / PPA contr
 encoder keeps the top share. Scored, against the simulated subject seeing the images through the judge's eyes:
 
 * ``judged share``: share of the images the judge sees the ROI's category in (>= 2% of the image);
+* ``judged main``: the stricter reading, share of the images whose largest judged category is the ROI's, and
+  ``categories seen``: mean number of categories the judge sees per image (the world's own images: about 1.4; a
+  blurry generated image read as a bit of everything passes ``judged share`` for several ROIs at once);
 * ``true percentile``: where the mean true target response of the images falls among the world's natural
   stimuli (100 = above every stimulus); the target is >= 95;
 * ``true gain`` / ``predicted gain``: mean response of the images minus the natural stimuli's mean, in natural
@@ -29,7 +32,7 @@ from .braindive import GuidanceConfig, guided_batches
 from .runner import (MIN_SHARE, SynthesisModels, run_images, shown_categories, synthesis_images, synthesize,
                      target_objectives)
 
-__all__ = ["evaluate_synthesis", "default_targets", "CATEGORY_PROMPTS", "stored_evaluation"]
+__all__ = ["evaluate_synthesis", "default_targets", "CATEGORY_PROMPTS", "stored_evaluation", "judged_reading"]
 
 # the text baseline's prompt per category (the demo world's own words)
 CATEGORY_PROMPTS = {"face": "a face", "place": "a house", "body": "a person", "food": "food", "word": "a word"}
@@ -45,15 +48,24 @@ def default_targets() -> list[tuple[str, str, list[dict]]]:
     return out
 
 
+def judged_reading(labels: np.ndarray, category: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per judge segmentation (n, H, W): does the judge see ``category`` (>= MIN_SHARE of the image), is it the
+    largest category it sees, and how many categories it sees."""
+    seen = shown_categories(labels)
+    return (np.array([category in c for c in seen]), np.array([bool(c) and c[0] == category for c in seen]),
+            np.array([len(c) for c in seen]))
+
+
 def _score(ws, subject, weights, images, judge, world_true, pred_fn, nat_pred, category) -> dict:
     from ..simulate import simulate_response
 
     resp, (_, _, labels) = simulate_response(ws, subject, list(images), judge, return_seen=True)
     true = resp @ weights
-    shows = np.array([category in c for c in shown_categories(labels)])
+    shows, main, n_seen = judged_reading(labels, category)
     t_mean = float(true.mean())
     pred = pred_fn(images)
-    return {"n_images": len(images), "judged share": float(shows.mean()),
+    return {"n_images": len(images), "judged share": float(shows.mean()), "judged main": float(main.mean()),
+            "categories seen": float(n_seen.mean()),
             "true mean": t_mean, "true percentile": float(100 * (world_true < t_mean).mean()),
             "true gain": float((t_mean - world_true.mean()) / world_true.std()),
             "predicted gain": float((pred.mean() - nat_pred.mean()) / nat_pred.std())}
@@ -124,7 +136,8 @@ def evaluate_synthesis(ws: Workspace, subjects=None, n_seeds: int = 100, config:
                 rows.append({**base, "method": "text", "survivors": None,
                              **_score(ws, subject, w, text[cat], judge, world_true, pred_fn, nat_pred, cat)})
             r = rows[-5] if baselines else rows[-2]
-            log(f"{subject} {name}: judged {r['judged share']:.0%} {cat}, true percentile {r['true percentile']:.1f}, "
+            log(f"{subject} {name}: judged {r['judged share']:.0%} {cat} (main category {r['judged main']:.0%}), "
+                f"true percentile {r['true percentile']:.1f}, "
                 f"survivors {res['survivors']}/{res['n_kept']}")
     table = pd.DataFrame(rows)
     report(progress, "Storing the evaluation", 0, 1)
