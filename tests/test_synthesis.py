@@ -168,6 +168,25 @@ def test_a_speck_of_a_category_is_seen_but_not_the_main_category():
     assert shows.tolist() == [True, True] and main.tolist() == [False, True] and n.tolist() == [2, 2]
 
 
+def test_subjects_evaluated_one_at_a_time_are_shown_together_each_from_its_newest_evaluation(tmp_path):
+    import json
+
+    from backend.store import Workspace
+    from backend.synthesis import stored_evaluation
+
+    ws = Workspace(tmp_path / "ws")
+    stored = [("ev-old", "2026-01-01", {"subj01": 0.1, "subj02": 0.2}), ("ev-s1", "2026-01-02", {"subj01": 0.5}),
+              ("ev-s2", "2026-01-03", {"subj02": 0.7})]
+    with ws.writer() as tx:
+        for run, when, shares in stored:
+            rows = [{"subject": k, "target": "faces", "judged share": v} for k, v in shares.items()]
+            tx.sql("INSERT INTO synthesis_eval VALUES (?, ?, ?)", [run, when, json.dumps(rows)])
+    run, table = stored_evaluation(ws)
+    assert run == "ev-s2"
+    assert table[["subject", "judged share", "eval_run"]].values.tolist() == [["subj01", 0.5, "ev-s1"],
+                                                                            ["subj02", 0.7, "ev-s2"]]
+
+
 def test_the_evaluation_scores_guided_faces_above_unguided_samples_against_the_simulated_subject(fitted_world,
                                                                                                 models):
     from backend.synthesis import default_targets, evaluate_synthesis, stored_evaluation

@@ -154,10 +154,20 @@ def evaluate_synthesis(ws: Workspace, subjects=None, n_seeds: int = 100, config:
 
 
 def stored_evaluation(ws: Workspace) -> tuple[str | None, pd.DataFrame]:
-    """(run id, table) of the newest stored evaluation; (None, empty) if there is none."""
+    """(id of the newest stored evaluation, table): each subject's rows from the newest evaluation that scored it
+    (subjects evaluated one at a time, ``--subject subj01`` then ``--subject subj02``, come out as one table, with
+    an ``eval_run`` column naming where each row comes from); (None, empty) if there is none."""
     if not ws.has_table("synthesis_eval"):
         return None, pd.DataFrame()
-    df = ws.query("SELECT eval_run, rows FROM synthesis_eval ORDER BY created_at DESC LIMIT 1")
+    df = ws.query("SELECT eval_run, rows FROM synthesis_eval ORDER BY created_at DESC")
     if df.empty:
         return None, pd.DataFrame()
-    return df.eval_run.iloc[0], pd.DataFrame(json.loads(df.rows.iloc[0]))
+    parts, seen = [], set()
+    for run, rows in zip(df.eval_run, df.rows):
+        t = pd.DataFrame(json.loads(rows))
+        t = t[~t.subject.isin(seen)]
+        if len(t):
+            parts.append(t.assign(eval_run=run))
+            seen |= set(t.subject)
+    return df.eval_run.iloc[0], pd.concat(parts, ignore_index=True).sort_values("subject", kind="stable",
+                                                                                  ignore_index=True)
